@@ -1,0 +1,1 @@
+"""manyheads core: attention ops (reference + Triton), modules built on them, and Lightning glue."""

@@ -1,0 +1,26 @@
+"""Functional attention ops — the public API of the core.
+
+Every op has a readable PyTorch reference and, where it pays, a Triton kernel; ``backend=`` (or the
+``MANYHEADS_BACKEND`` environment variable) chooses between them. Dense ops use ``[B, H, L, D]``; packed
+ops use ``[T, H, D]`` + ``cu_seqlens``. Boolean masks mean True = may attend.
+"""
+
+from core.ops.attention import attention, causal_mask
+from core.ops.backend import resolve_backend
+from core.ops.pointer_attention import pointer_attention
+from core.ops.relative_attention import relative_attention
+from core.ops.scattered_linear_attention import scattered_linear_attention
+from core.ops.segment_softmax import attention_pool, segment_softmax
+from core.ops.varlen_attention import varlen_attention
+
+__all__ = [
+    "attention",
+    "attention_pool",
+    "causal_mask",
+    "pointer_attention",
+    "relative_attention",
+    "resolve_backend",
+    "scattered_linear_attention",
+    "segment_softmax",
+    "varlen_attention",
+]

@@ -1,0 +1,98 @@
+"""Softmax and attention pooling over the instances of packed bags (ABMIL, Ilse et al. 2018; ACMIL).
+
+A bag (a slide's patches, a user's items) is a segment of a packed ``[T, ...]`` tensor given by
+``cu_seqlens``; the softmax normalises the instance scores within each bag, so bags of any size share one
+batch with no padding.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from core.ops._checks import check_cu_seqlens, check_finite, check_floating, check_rank, check_same
+from core.ops._segments import segment_ids
+from core.ops.backend import resolve_backend
+
+
+def segment_softmax_reference(
+    scores: torch.Tensor, cu_seqlens: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """PyTorch path: per-segment max (``scatter_reduce``), exp, per-segment sum (``index_add``)."""
+    seg = segment_ids(cu_seqlens, scores.shape[0])
+    n = cu_seqlens.numel() - 1
+    index = seg.view(-1, *([1] * (scores.dim() - 1))).expand_as(scores)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    seg_max = scores.new_full((n, *scores.shape[1:]), float("-inf"))
+    seg_max = seg_max.scatter_reduce(0, index, scores.detach(), "amax", include_self=True)
+    seg_max = seg_max.nan_to_num(neginf=0.0)  # segments with no visible instance
+    exp = (scores - seg_max[seg]).exp()
+    seg_sum = exp.new_zeros(seg_max.shape).index_add(0, seg, exp)
+    return exp / seg_sum.clamp_min(torch.finfo(exp.dtype).tiny)[seg]
+
+
+def _validate_scores(scores: torch.Tensor, cu_seqlens: torch.Tensor, mask: torch.Tensor | None) -> None:
+    if scores.dim() < 1:
+        raise ValueError("scores must be [T] or [T, ...], got a scalar")
+    check_floating("scores", scores)
+    check_finite("scores", scores)
+    check_cu_seqlens(cu_seqlens, scores.shape[0])
+    if mask is not None:
+        if mask.dtype != torch.bool or mask.shape != scores.shape:
+            raise ValueError(
+                f"mask must be boolean with the shape of scores {tuple(scores.shape)}, "
+                f"got {mask.dtype} {tuple(mask.shape)}"
+            )
+
+
+def segment_softmax(
+    scores: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Softmax of ``scores`` ``[T, ...]`` within each segment of ``cu_seqlens`` (int32 ``[N+1]``).
+
+    ``mask`` (boolean, shape of ``scores``, True = keep) hides instances, e.g. ACMIL's stochastic top-K
+    masking; a segment with no visible instance gets all-zero weights. Returns ``[T, ...]``.
+    """
+    _validate_scores(scores, cu_seqlens, mask)
+    resolve_backend(backend, scores.device, "segment_softmax", has_kernel=False)
+    return segment_softmax_reference(scores, cu_seqlens, mask)
+
+
+def attention_pool(
+    scores: torch.Tensor,
+    values: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    backend: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention-based MIL pooling: ``z_n = Σ_{t ∈ bag n} a_t h_t`` with ``a = segment_softmax(scores)``.
+
+    Args:
+        scores: ``[T, K]`` — one score per instance and attention branch (K = 1 for ABMIL).
+        values: ``[T, D]`` instance embeddings shared by all branches, or ``[T, K, D]`` per branch.
+        cu_seqlens: int32 ``[N+1]`` bag offsets.
+        mask: boolean ``[T, K]``, True = instance may be attended.
+
+    Returns (pooled ``[N, K, D]``, weights ``[T, K]``).
+    """
+    check_rank("scores", scores, 2, "[T, K]")
+    _validate_scores(scores, cu_seqlens, mask)
+    check_floating("values", values)
+    check_finite("values", values)
+    if values.dim() == 2:
+        values = values.unsqueeze(1)
+    check_rank("values", values, 3, "[T, D] or [T, K, D]")
+    check_same("instance counts", scores=scores.shape[0], values=values.shape[0])
+    if values.shape[1] not in (1, scores.shape[1]):
+        raise ValueError(f"values has {values.shape[1]} branches, scores {scores.shape[1]}")
+    resolve_backend(backend, scores.device, "attention_pool", has_kernel=False)
+    weights = segment_softmax_reference(scores, cu_seqlens, mask)
+    seg = segment_ids(cu_seqlens, scores.shape[0])
+    pooled = values.new_zeros(cu_seqlens.numel() - 1, scores.shape[1], values.shape[-1])
+    pooled = pooled.index_add(0, seg, weights.unsqueeze(-1) * values)
+    return pooled, weights

@@ -1,0 +1,110 @@
+"""Variable-length softmax attention over packed sets (DSVT windows, OAT object sets, …).
+
+Tokens of all segments are packed ``[T, H, D]``; ``cu_seqlens`` (int32 ``[N+1]``, the FlashAttention
+varlen convention) marks where each segment starts, so sets of different sizes need no padding and a token
+attends only within its own segment.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from core.ops._checks import check_cu_seqlens, check_finite, check_floating, check_rank, check_same
+from core.ops.backend import resolve_backend
+
+
+BUCKET_WIDTH = 16
+
+
+def varlen_attention_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    cu_seqlens_k: torch.Tensor | None = None,
+    causal: bool = False,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """PyTorch path: segments are grouped into buckets of similar length (multiples of 16) and each
+    bucket runs as one dense SDPA call with a key mask.
+
+    Padding stays within a bucket (≤ 15 tokens a segment), so the cost tracks Σ Lᵢ² rather than N·Lmax²;
+    on the CPU this beats both jagged nested tensors (no fused CPU kernel, no causal) and a Python loop
+    per segment (slow backward). Forward and backward are plain autograd.
+    """
+    cu_k = cu_seqlens if cu_seqlens_k is None else cu_seqlens_k
+    len_q, len_k = cu_seqlens.diff().long(), cu_k.diff().long()
+    start_q, start_k = cu_seqlens[:-1].long(), cu_k[:-1].long()
+    bucket = (torch.maximum(len_q, len_k) + BUCKET_WIDTH - 1) // BUCKET_WIDTH
+    out = q.new_zeros(q.shape[0], q.shape[1], v.shape[2])
+    for size in bucket.unique().tolist():
+        seg = (bucket == size).nonzero().squeeze(1)
+        pos = torch.arange(size * BUCKET_WIDTH, device=q.device)
+        valid_q = pos < len_q[seg, None]  # [S, Lb]
+        valid_k = pos < len_k[seg, None]
+        if not valid_q.any():
+            continue
+        idx_q = torch.where(valid_q, start_q[seg, None] + pos, 0)
+        idx_k = torch.where(valid_k, start_k[seg, None] + pos, 0)
+        keep = valid_k[:, None, None, :]  # [S, 1, 1, Lb]
+        if causal:
+            keep = keep & (pos[None, :] <= pos[:, None])
+        out_b = F.scaled_dot_product_attention(
+            q[idx_q].transpose(1, 2), k[idx_k].transpose(1, 2), v[idx_k].transpose(1, 2),
+            attn_mask=keep, scale=scale,
+        ).transpose(1, 2)
+        out = out.index_put((idx_q[valid_q],), out_b[valid_q])
+    return out
+
+
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    *,
+    cu_seqlens_k: torch.Tensor | None = None,
+    causal: bool = False,
+    scale: float | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Softmax attention within each packed segment.
+
+    Args:
+        q: ``[T, H, D]``; k: ``[Tk, H, D]``; v: ``[Tk, H, Dv]``.
+        cu_seqlens: int32 ``[N+1]`` offsets into q (and into k/v unless ``cu_seqlens_k`` is given);
+            starts at 0, non-decreasing, ends at T. Empty segments are allowed.
+        cu_seqlens_k: offsets into k/v for cross-attention between paired segments.
+        causal: within a segment, query i sees keys j ≤ i (needs ``cu_seqlens_k`` equal to
+            ``cu_seqlens``).
+        scale: defaults to ``1/sqrt(D)``.
+
+    Returns ``[T, H, Dv]``.
+    """
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        check_rank(name, x, 3, "[T, H, D]")
+        check_floating(name, x)
+        check_finite(name, x)
+    check_same("heads", q=q.shape[1], k=k.shape[1], v=v.shape[1])
+    check_same("head dims", q=q.shape[2], k=k.shape[2])
+    check_same("packed key lengths", k=k.shape[0], v=v.shape[0])
+    check_same("dtypes", q=q.dtype, k=k.dtype, v=v.dtype)
+    check_cu_seqlens(cu_seqlens, q.shape[0])
+    if cu_seqlens_k is None:
+        check_same("packed lengths (pass cu_seqlens_k for cross-attention)", q=q.shape[0], k=k.shape[0])
+    else:
+        check_cu_seqlens(cu_seqlens_k, k.shape[0], "cu_seqlens_k")
+        check_same("segment counts", cu_seqlens=cu_seqlens.numel(), cu_seqlens_k=cu_seqlens_k.numel())
+        if causal and not torch.equal(cu_seqlens.long(), cu_seqlens_k.long()):
+            raise ValueError("causal varlen attention needs cu_seqlens_k equal to cu_seqlens")
+    scale = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
+    if resolve_backend(backend, q.device, "varlen_attention") == "triton":
+        from core.kernels.varlen_attention import varlen_attention_triton
+
+        return varlen_attention_triton(
+            q, k, v, cu_seqlens, cu_seqlens_k=cu_seqlens_k, causal=causal, scale=scale
+        )
+    return varlen_attention_reference(q, k, v, cu_seqlens, cu_seqlens_k, causal=causal, scale=scale)

@@ -22,7 +22,9 @@ def check_finite(name: str, x: torch.Tensor) -> None:
     """NaN or inf in an input would poison every softmax row it reaches: refuse it here."""
     if not torch.isfinite(x).all():
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()
-        raise ValueError(f"{name} contains NaN or inf (first at index {bad}); clean the input first")
+        raise ValueError(
+            f"{name} contains NaN or inf (first at index {bad}); clean the input first"
+        )
 
 
 def check_same(what: str, **sizes: int) -> None:

@@ -86,7 +86,9 @@ def relative_attention(
     Returns ``[B, H, L, Dv]``.
     """
     validate_dense(q, k, v, mask, None)
-    check_same("query/key lengths (relative attention is self-attention)", q=q.shape[2], k=k.shape[2])
+    check_same(
+        "query/key lengths (relative attention is self-attention)", q=q.shape[2], k=k.shape[2]
+    )
     if rel_emb.dim() == 2:
         rel_emb = rel_emb.unsqueeze(0).expand(q.shape[1], -1, -1)
     check_rank("rel_emb", rel_emb, 3, "[H, R, D] or [R, D]")

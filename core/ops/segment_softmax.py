@@ -31,7 +31,9 @@ def segment_softmax_reference(
     return exp / seg_sum.clamp_min(torch.finfo(exp.dtype).tiny)[seg]
 
 
-def _validate_scores(scores: torch.Tensor, cu_seqlens: torch.Tensor, mask: torch.Tensor | None) -> None:
+def _validate_scores(
+    scores: torch.Tensor, cu_seqlens: torch.Tensor, mask: torch.Tensor | None
+) -> None:
     if scores.dim() < 1:
         raise ValueError("scores must be [T] or [T, ...], got a scalar")
     check_floating("scores", scores)

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from core.ops._checks import check_cu_seqlens, check_finite, check_floating, check_rank, check_same
 from core.ops.backend import resolve_backend
 
-
 BUCKET_WIDTH = 16
 
 
@@ -53,8 +52,11 @@ def varlen_attention_reference(
         if causal:
             keep = keep & (pos[None, :] <= pos[:, None])
         out_b = F.scaled_dot_product_attention(
-            q[idx_q].transpose(1, 2), k[idx_k].transpose(1, 2), v[idx_k].transpose(1, 2),
-            attn_mask=keep, scale=scale,
+            q[idx_q].transpose(1, 2),
+            k[idx_k].transpose(1, 2),
+            v[idx_k].transpose(1, 2),
+            attn_mask=keep,
+            scale=scale,
         ).transpose(1, 2)
         out = out.index_put((idx_q[valid_q],), out_b[valid_q])
     return out
@@ -94,10 +96,14 @@ def varlen_attention(
     check_same("dtypes", q=q.dtype, k=k.dtype, v=v.dtype)
     check_cu_seqlens(cu_seqlens, q.shape[0])
     if cu_seqlens_k is None:
-        check_same("packed lengths (pass cu_seqlens_k for cross-attention)", q=q.shape[0], k=k.shape[0])
+        check_same(
+            "packed lengths (pass cu_seqlens_k for cross-attention)", q=q.shape[0], k=k.shape[0]
+        )
     else:
         check_cu_seqlens(cu_seqlens_k, k.shape[0], "cu_seqlens_k")
-        check_same("segment counts", cu_seqlens=cu_seqlens.numel(), cu_seqlens_k=cu_seqlens_k.numel())
+        check_same(
+            "segment counts", cu_seqlens=cu_seqlens.numel(), cu_seqlens_k=cu_seqlens_k.numel()
+        )
         if causal and not torch.equal(cu_seqlens.long(), cu_seqlens_k.long()):
             raise ValueError("causal varlen attention needs cu_seqlens_k equal to cu_seqlens")
     scale = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])

@@ -53,8 +53,10 @@ class ManyheadsCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Inject loggers, checkpointing and the progress bar unless the config sets its own."""
         run_dir = self.run_dir()
-        trainer_config = self.config_init[self.subcommand]["trainer"] if self.subcommand else (
-            self.config_init["trainer"]
+        trainer_config = (
+            self.config_init[self.subcommand]["trainer"]
+            if self.subcommand
+            else (self.config_init["trainer"])
         )
         if trainer_config.get("logger") in (None, True):
             # fit logs at the run's top level; test/validate/predict in a subfolder, so they never

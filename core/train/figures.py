@@ -8,8 +8,8 @@ import lightning as L
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+import matplotlib.pyplot as plt
+from lightning.pytorch.loggers import TensorBoardLogger
 
 
 def save_figure(fig: plt.Figure, trainer: L.Trainer, name: str) -> Path:

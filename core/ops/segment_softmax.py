@@ -39,12 +39,11 @@ def _validate_scores(
     check_floating("scores", scores)
     check_finite("scores", scores)
     check_cu_seqlens(cu_seqlens, scores.shape[0])
-    if mask is not None:
-        if mask.dtype != torch.bool or mask.shape != scores.shape:
-            raise ValueError(
-                f"mask must be boolean with the shape of scores {tuple(scores.shape)}, "
-                f"got {mask.dtype} {tuple(mask.shape)}"
-            )
+    if mask is not None and (mask.dtype != torch.bool or mask.shape != scores.shape):
+        raise ValueError(
+            f"mask must be boolean with the shape of scores {tuple(scores.shape)}, "
+            f"got {mask.dtype} {tuple(mask.shape)}"
+        )
 
 
 def segment_softmax(

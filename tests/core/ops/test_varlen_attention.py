@@ -11,9 +11,12 @@ def cu(sizes):
     return torch.tensor([0, *torch.tensor(sizes).cumsum(0).tolist()], dtype=torch.int32)
 
 
+def to_bhld(x):
+    return x.transpose(0, 1).unsqueeze(0)  # [L, H, D] -> [1, H, L, D]
+
+
 def dense_on_segment(causal):
     def run(q, k, v):
-        to_bhld = lambda x: x.transpose(0, 1).unsqueeze(0)  # [L, H, D] -> [1, H, L, D]
         return attention(to_bhld(q), to_bhld(k), to_bhld(v), causal=causal)[0].transpose(0, 1)
 
     return run

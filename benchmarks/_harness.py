@@ -1,14 +1,15 @@
 """Shared benchmark helpers: median wall time (``torch.utils.benchmark``), peak memory, markdown tables.
 
-CPU peak memory is the rise of the resident-set high-water mark while ``fn`` runs once in a forked child
-(the inputs already exist before the fork), so allocator caches of earlier runs do not blur it.
+Peak memory is measured per case in a fresh process (see :func:`peak_mib`): each benchmark script builds
+its cases from a name, so ``script --peak NAME`` runs one of them alone.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import resource
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.utils.benchmark as tbench
@@ -23,28 +24,44 @@ def median_ms(fn: Callable[[], object], min_run_time: float = 1.0) -> float:
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
-def _child_peak(fn: Callable[[], object], conn) -> None:
-    torch.set_num_threads(THREADS)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak_mib(script: str, case: str) -> float:
+    """Extra peak memory (MiB) of one call of ``case`` from ``script``, run alone in a fresh process.
+
+    On the CPU this is the resident-set high-water mark during the call (reset just before it, the inputs
+    being built first) minus the resident set before it; a fresh process keeps allocator caches of earlier
+    cases out of it (and forking a process whose OpenMP pool has run can deadlock).
+    """
+    result = subprocess.run(
+        [sys.executable, script, "--peak", case], capture_output=True, text=True, check=True
+    )
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def cuda_peak_mib(fn: Callable[[], object]) -> float:
+    """Extra peak CUDA memory (MiB) of one call of ``fn``, from the caching allocator's statistics."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
     fn()
-    conn.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
-    conn.close()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
-def peak_mib(fn: Callable[[], object]) -> float:
-    """Extra peak resident memory (MiB) of one call of ``fn`` on the CPU, measured in a forked child."""
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    ctx = mp.get_context("fork")
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child_peak, args=(fn, send))
-    child.start()
-    kib = receive.recv()
-    child.join()
-    return kib / 1024
+def report_peak(fn: Callable[[], object]) -> None:
+    """Child side of :func:`peak_mib`: print the extra peak memory (MiB) of one call of ``fn``."""
+    torch.set_num_threads(THREADS)
+    before = _resident_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the high-water mark VmHWM to now
+    fn()
+    print((_resident_kib("VmHWM") - before) / 1024)
+
+
+def _resident_kib(field: str) -> int:
+    """``VmRSS`` (resident now) or ``VmHWM`` (its high-water mark) from ``/proc/self/status``, in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status: peak memory needs Linux")
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import markdown_table, peak_mib
+from _harness import cuda_peak_mib, markdown_table
 
 from core.ops import attention, relative_attention, scattered_linear_attention
 from core.ops.relative_attention import relative_distance_rows
@@ -50,7 +50,7 @@ def measure(
     ms = triton.testing.do_bench(step, grad_to_none=list(inputs), return_mode="median")
     for x in inputs:
         x.grad = None
-    return ms, peak_mib(step)
+    return ms, cuda_peak_mib(step)
 
 
 def row(case: str, ours: tuple, name: str, base: tuple, target: str) -> list[object]:

@@ -74,7 +74,9 @@ def relative_attention(
     """Music Transformer relative self-attention.
 
     Args:
-        q, k: ``[B, H, L, D]``; v: ``[B, H, L, Dv]`` (self-attention: one length L).
+        q: ``[B, H, L, D]`` (self-attention: q, k and v share one length L).
+        k: ``[B, H, L, D]``.
+        v: ``[B, H, L, Dv]``.
         rel_emb: ``[H, R, D]`` per head or ``[R, D]`` shared. Row r holds distance ``r − K`` where
             K = max_relative_position: R = K + 1 rows for ``causal`` (distances −K…0), R = 2K + 1 for
             bidirectional (−K…K). Distances beyond ±K use the edge row (Shaw et al.'s clip); take

@@ -48,7 +48,9 @@ def scattered_linear_attention(
     """ScatterFormer's SLA over packed segments.
 
     Args:
-        q, k: ``[T, H, D]``; v: ``[T, H, Dv]``; tokens of one segment are contiguous.
+        q: ``[T, H, D]``; tokens of one segment are contiguous.
+        k: ``[T, H, D]``.
+        v: ``[T, H, Dv]``.
         cu_seqlens: int32 ``[N+1]``; starts at 0, non-decreasing, ends at T.
         eps: denominator guard (1e-6 in the paper's code).
 

@@ -1,8 +1,9 @@
 """One LightningCLI for every app: same flags everywhere, runs written to ``runs/<app>/<name>/``.
 
-``python -m apps.<app> fit -c configs/<app>/default.yaml`` — the run name defaults to the config file's stem
-(``--run_name`` overrides it). Each run directory holds ``config.yaml``, ``checkpoints/`` (best + last),
-``metrics.csv`` (CSV logger), TensorBoard events and ``figures/``.
+``python -m apps.<app> fit -c configs/<app>/default.yaml`` — the run name defaults to the config file's
+stem (``--run_name`` overrides it). A run directory holds ``checkpoints/`` (best + last) and one log folder
+per invocation (``fit/``, ``test/``, ``fit-2/`` after a resume, …) with ``config.yaml``, ``metrics.csv``,
+TensorBoard events and ``figures/``.
 """
 
 from __future__ import annotations
@@ -59,12 +60,12 @@ class ManyheadsCLI(LightningCLI):
             else (self.config_init["trainer"])
         )
         if trainer_config.get("logger") in (None, True):
-            # fit logs at the run's top level; test/validate/predict in a subfolder, so they never
-            # overwrite the training metrics.
-            version = "" if self.subcommand in (None, "fit") else self.subcommand
+            log_dir = fresh_log_dir(run_dir, self.subcommand or "run")
             trainer_config["logger"] = [
-                CSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version=version),
-                TensorBoardLogger(save_dir=str(run_dir.parent), name=run_dir.name, version=version),
+                CSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version=log_dir.name),
+                TensorBoardLogger(
+                    save_dir=str(run_dir.parent), name=run_dir.name, version=log_dir.name
+                ),
             ]
         if trainer_config.get("default_root_dir") is None:
             trainer_config["default_root_dir"] = str(run_dir)
@@ -86,6 +87,16 @@ class ManyheadsCLI(LightningCLI):
             callbacks.append(RichProgressBar())
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         return super().instantiate_trainer(**kwargs)
+
+
+def fresh_log_dir(run_dir: Path, subcommand: str) -> Path:
+    """``<run_dir>/<subcommand>``, or ``<subcommand>-2``, ``-3``… when taken: a resumed fit or a second
+    test never overwrites the logs of an earlier one."""
+    candidate, n = run_dir / subcommand, 1
+    while candidate.exists():
+        n += 1
+        candidate = run_dir / f"{subcommand}-{n}"
+    return candidate
 
 
 def cli_main(

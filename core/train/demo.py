@@ -51,7 +51,7 @@ def run_app(app: str, minutes: float) -> tuple[dict[str, float], list[Path], flo
         cli.model, datamodule=cli.datamodule, ckpt_path="best" if has_best else None
     )
     metrics = {k: float(v) for result in results for k, v in result.items()}
-    figures = sorted((RUNS_ROOT / app / "demo").rglob("*.png"))
+    figures = sorted(Path(cli.trainer.log_dir).rglob("*.png"))
     return metrics, figures, time.perf_counter() - start
 
 

@@ -71,8 +71,9 @@ def test_ddp_on_two_cpu_processes(config):
     so the run happens in a subprocess started from a script (not pytest, not ``python -c``)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
-        [sys.executable, str(REPO / "tests/core/train/toy.py"), "fit", "-c", str(config), "--trainer.strategy", "ddp",
-         "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--trainer.max_epochs", "1"],
+        [sys.executable, str(REPO / "tests/core/train/toy.py"), "fit", "-c", str(config),
+         "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+         "--trainer.max_epochs", "1"],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -38,28 +38,40 @@ def varlen_attention_reference(
     len_q, len_k = cu_seqlens.diff().long(), cu_k.diff().long()
     start_q, start_k = cu_seqlens[:-1].long(), cu_k[:-1].long()
     bucket = (torch.maximum(len_q, len_k) + BUCKET_WIDTH - 1) // BUCKET_WIDTH
-    out = q.new_zeros(q.shape[0], q.shape[1], v.shape[2])
-    for size in bucket.unique().tolist():
+    bucket = bucket.masked_fill(len_q == 0, 0)  # segments without queries produce nothing
+    plans = []  # per bucket: (segments, padded length, query slots, key slots, key mask)
+    for size in bucket[bucket > 0].unique().tolist():
         seg = (bucket == size).nonzero().squeeze(1)
         pos = torch.arange(size * BUCKET_WIDTH, device=q.device)
-        valid_q = pos < len_q[seg, None]  # [S, Lb]
-        valid_k = pos < len_k[seg, None]
-        if not valid_q.any():
-            continue
-        idx_q = torch.where(valid_q, start_q[seg, None] + pos, 0)
-        idx_k = torch.where(valid_k, start_k[seg, None] + pos, 0)
+        valid_q, valid_k = pos < len_q[seg, None], pos < len_k[seg, None]  # [S, Lb]
         keep = valid_k[:, None, None, :]  # [S, 1, 1, Lb]
         if causal:
             keep = keep & (pos[None, :] <= pos[:, None])
+        slots_q = torch.where(valid_q, start_q[seg, None] + pos, 0).flatten()
+        slots_k = torch.where(valid_k, start_k[seg, None] + pos, 0).flatten()
+        plans.append((len(seg), len(pos), slots_q, slots_k, keep, valid_q.flatten()))
+    if not plans:
+        return q.new_zeros(q.shape[0], q.shape[1], v.shape[2])
+
+    # One gather per input for all buckets (one scatter-add each in the backward), then views.
+    def gather(x: torch.Tensor, slots: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        rows = x.index_select(0, torch.cat(slots))  # [Σ S·Lb, H, D]
+        return rows.split([len(s) for s in slots])
+
+    qs = gather(q, [p[2] for p in plans])
+    ks, vs = (gather(x, [p[3] for p in plans]) for x in (k, v))
+    outs, owners = [], []
+    for (n_seg, length, slots_q, _, keep, real), q_b, k_b, v_b in zip(plans, qs, ks, vs, strict=True):
+        def heads_first(x: torch.Tensor) -> torch.Tensor:
+            return x.view(n_seg, length, *x.shape[1:]).transpose(1, 2)  # [S, H, Lb, D]
+
         out_b = F.scaled_dot_product_attention(
-            q[idx_q].transpose(1, 2),
-            k[idx_k].transpose(1, 2),
-            v[idx_k].transpose(1, 2),
-            attn_mask=keep,
-            scale=scale,
-        ).transpose(1, 2)
-        out = out.index_put((idx_q[valid_q],), out_b[valid_q])
-    return out
+            heads_first(q_b), heads_first(k_b), heads_first(v_b), attn_mask=keep, scale=scale
+        )
+        outs.append(out_b.transpose(1, 2).reshape(n_seg * length, *out_b.shape[1:2], -1)[real])
+        owners.append(slots_q[real])
+    # Every query token sits in exactly one bucket: undo the bucket order with one permutation.
+    return torch.cat(outs).index_select(0, torch.argsort(torch.cat(owners)))
 
 
 def varlen_attention(

@@ -1,6 +1,7 @@
 """Modules built on the core ops: attention, transformer layers, positional encodings, pooling."""
 
 from core.nn.attention import MultiHeadAttention, key_padding_to_attention_mask
+from core.nn.pointer import PointerAttention
 from core.nn.pooling import AttentionPool
 from core.nn.positional import LearnedPositionalEncoding, SinusoidalPositionalEncoding
 from core.nn.transformer import (
@@ -16,6 +17,7 @@ __all__ = [
     "FeedForward",
     "LearnedPositionalEncoding",
     "MultiHeadAttention",
+    "PointerAttention",
     "SinusoidalPositionalEncoding",
     "TransformerDecoder",
     "TransformerDecoderLayer",

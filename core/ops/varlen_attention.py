@@ -39,7 +39,7 @@ def varlen_attention_reference(
     start_q, start_k = cu_seqlens[:-1].long(), cu_k[:-1].long()
     bucket = (torch.maximum(len_q, len_k) + BUCKET_WIDTH - 1) // BUCKET_WIDTH
     bucket = bucket.masked_fill(len_q == 0, 0)  # segments without queries produce nothing
-    plans = []  # per bucket: (segments, padded length, query slots, key slots, key mask)
+    plans = []  # per bucket: (segments, padded length, query slots, key slots, key mask, real queries)
     for size in bucket[bucket > 0].unique().tolist():
         seg = (bucket == size).nonzero().squeeze(1)
         pos = torch.arange(size * BUCKET_WIDTH, device=q.device)
@@ -61,13 +61,9 @@ def varlen_attention_reference(
     qs = gather(q, [p[2] for p in plans])
     ks, vs = (gather(x, [p[3] for p in plans]) for x in (k, v))
     outs, owners = [], []
-    for (n_seg, length, slots_q, _, keep, real), q_b, k_b, v_b in zip(plans, qs, ks, vs, strict=True):
-        def heads_first(x: torch.Tensor) -> torch.Tensor:
-            return x.view(n_seg, length, *x.shape[1:]).transpose(1, 2)  # [S, H, Lb, D]
-
-        out_b = F.scaled_dot_product_attention(
-            heads_first(q_b), heads_first(k_b), heads_first(v_b), attn_mask=keep, scale=scale
-        )
+    for (n_seg, length, slots_q, _, keep, real), *rows in zip(plans, qs, ks, vs, strict=True):
+        q_b, k_b, v_b = (x.view(n_seg, length, *x.shape[1:]).transpose(1, 2) for x in rows)
+        out_b = F.scaled_dot_product_attention(q_b, k_b, v_b, attn_mask=keep, scale=scale)
         outs.append(out_b.transpose(1, 2).reshape(n_seg * length, *out_b.shape[1:2], -1)[real])
         owners.append(slots_q[real])
     # Every query token sits in exactly one bucket: undo the bucket order with one permutation.

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 
@@ -16,6 +18,27 @@ def test_matches_loop_formula_and_masks(gen):
             for j in range(5):
                 want = v @ torch.tanh(keys[b, j] + query[b, i]) if mask[b, i, j] else -torch.inf
                 assert out[b, i, j].item() == pytest.approx(float(want))
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_chunked_gradients_match_the_formula(gen, batch, monkeypatch):
+    module = sys.modules[
+        "core.ops.pointer_attention"
+    ]  # the package re-exports a same-named function
+    monkeypatch.setattr(module, "CHUNK_ELEMENTS", 40)  # several chunks
+    query = torch.randn(batch, 3, 4, generator=gen, dtype=torch.float64).requires_grad_()
+    keys = torch.randn(batch, 5, 4, generator=gen, dtype=torch.float64).requires_grad_()
+    v = torch.randn(4, generator=gen, dtype=torch.float64).requires_grad_()
+    out = pointer_attention(query, keys, v)
+    expected = torch.tanh(query.unsqueeze(2) + keys.unsqueeze(1)) @ v
+    torch.testing.assert_close(out, expected)
+    weights = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    grads = torch.autograd.grad((out * weights).sum(), (query, keys, v))
+    for got, want in zip(
+        grads, torch.autograd.grad((expected * weights).sum(), (query, keys, v)), strict=True
+    ):
+        torch.testing.assert_close(got, want)
+    torch.autograd.gradcheck(lambda a, b, c: pointer_attention(a, b, c), (query, keys, v))
 
 
 def test_single_step_shape(gen):

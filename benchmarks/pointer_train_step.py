@@ -1,37 +1,37 @@
-"""Ptr-Net training step on the CPU: one-call teacher forcing vs the per-step decoder loop of public
-PyTorch implementations (an LSTMCell stepped T times, attention each step).
+"""Ptr-Net training step on the CPU: one-call teacher forcing (ours) vs the per-step decoder loop of public
+PyTorch implementations (one LSTM step and one attention per target position).
 
-One step = forward + loss + backward + SGD update; hidden 256, batch 128, n = 50 points, 2 threads.
-Targets: a convex-hull-like sequence (13 steps: ~11 hull points, the closing point, EOS) and a
-tour-like one (52 steps: 50 cities, the return, EOS). Prints a markdown table: median step time,
-samples/s, peak memory (growth of the RSS high-water mark while the case runs, each case in a fresh
-process) and the speed-up over the loop and over the quoted public numbers.
+One step = forward + loss + backward + gradient clipping + SGD update; hidden 256, batch 128, n = 50
+points, 2 threads. Targets: a convex-hull-like sequence (13 steps: ~11 hull points, the closing point,
+EOS) and a tour-like one (52 steps: 50 cities, the return, EOS). Goal: half the step time of a public
+PyTorch Ptr-Net measured on this machine kind (0.27 s and 0.61 s).
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import resource
-import statistics
-import time
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _harness import THREADS, markdown_table, median_ms, peak_mib, report_peak
+
 from apps.pointer.model import PointerNetwork
 
-HIDDEN, BATCH, POINTS, REPEATS = 256, 128, 50, 5
+HIDDEN, BATCH, POINTS = 256, 128, 50
 PUBLIC_SECONDS = {13: 0.27, 52: 0.61}  # a public Ptr-Net implementation, this machine kind
+METHODS = ("per-step loop", "one call (ours)")
 
 
 class StepLoopPointerNetwork(PointerNetwork):
     """The baseline: same parameters, but the teacher-forced decoder runs one LSTM step and one
     attention per target position in a Python loop."""
 
-    def forward(
-        self, points: torch.Tensor, point_mask: torch.Tensor, targets: torch.Tensor, allowed=None
-    ) -> torch.Tensor:
+    def forward(self, points, point_mask, targets, allowed=None) -> torch.Tensor:
         encoded = self.encode(points, point_mask)
         previous = torch.cat([targets.new_full((targets.shape[0], 1), -1), targets[:, :-1]], 1)
         inputs = self.decoder_inputs(encoded, previous)
@@ -42,19 +42,15 @@ class StepLoopPointerNetwork(PointerNetwork):
         return torch.stack(logits, 1)
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def time_steps(loop: bool, steps: int) -> tuple[float, float]:
-    """Median seconds per training step and the peak memory growth (MiB) while running them."""
-    torch.set_num_threads(2)
+def build(case: str) -> Callable[[], None]:
+    """One training step for ``"<method>/<target steps>"``."""
+    method, steps = case.split("/")
     torch.manual_seed(0)
-    model = (StepLoopPointerNetwork if loop else PointerNetwork)(HIDDEN)
-    generator = torch.Generator().manual_seed(0)
-    points = torch.rand(BATCH, POINTS, 2, generator=generator)
+    model = (StepLoopPointerNetwork if method == METHODS[0] else PointerNetwork)(HIDDEN)
+    gen = torch.Generator().manual_seed(0)
+    points = torch.rand(BATCH, POINTS, 2, generator=gen)
     point_mask = torch.ones(BATCH, POINTS, dtype=torch.bool)
-    targets = torch.randint(1, POINTS + 1, (BATCH, steps), generator=generator)
+    targets = torch.randint(1, POINTS + 1, (BATCH, int(steps)), generator=gen)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
 
     def train_step() -> None:
@@ -65,43 +61,37 @@ def time_steps(loop: bool, steps: int) -> tuple[float, float]:
         nn.utils.clip_grad_norm_(model.parameters(), 2.0)
         optimizer.step()
 
-    baseline = peak_rss_mib()
-    train_step()  # warm-up (oneDNN primitives, allocator)
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        train_step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), peak_rss_mib() - baseline
-
-
-def run_isolated(loop: bool, steps: int) -> tuple[float, float]:
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(time_steps, (loop, steps))
+    return train_step
 
 
 def main() -> None:
+    if "--peak" in sys.argv:
+        report_peak(build(sys.argv[sys.argv.index("--peak") + 1]))
+        return
+    torch.set_num_threads(THREADS)
+    rows = []
+    for steps, public in PUBLIC_SECONDS.items():
+        seconds = {m: median_ms(build(f"{m}/{steps}"), min_run_time=3.0) / 1e3 for m in METHODS}
+        for method in METHODS:
+            rows.append([
+                steps, method, seconds[method], BATCH / seconds[method],
+                peak_mib(__file__, f"{method}/{steps}"),
+                seconds[METHODS[0]] / seconds[method], public / seconds[method],
+            ])  # fmt: skip
     print(
-        f"Ptr-Net training step, CPU, 2 threads, hidden {HIDDEN}, "
-        f"batch {BATCH}, n = {POINTS}; median of {REPEATS}\n"
+        f"\n### Ptr-Net training step, CPU ({THREADS} threads), hidden {HIDDEN}, batch {BATCH}, "
+        f"n = {POINTS}\n"
     )
-    print(
-        "| targets | implementation | step (s) | samples/s | peak memory (MiB) | vs loop | "
-        "vs public |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for steps in (13, 52):
-        loop_seconds, loop_rss = run_isolated(True, steps)
-        ours_seconds, ours_rss = run_isolated(False, steps)
-        public = PUBLIC_SECONDS[steps]
-        for name, seconds, rss in (
-            ("per-step loop (baseline)", loop_seconds, loop_rss),
-            ("one-call teacher forcing", ours_seconds, ours_rss),
-        ):
-            print(
-                f"| {steps} | {name} | {seconds:.3f} | {BATCH / seconds:.0f} | {rss:.0f} | "
-                f"{loop_seconds / seconds:.2f}× | {public / seconds:.2f}× |"
-            )
+    headers = [
+        "target steps",
+        "decoder",
+        "s/step",
+        "samples/s",
+        "peak MiB",
+        "vs loop ×",
+        "vs public ×",
+    ]
+    print(markdown_table(headers, rows))
 
 
 if __name__ == "__main__":

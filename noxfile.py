@@ -71,6 +71,8 @@ def demo(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def gpu(session: nox.Session) -> None:
     """On a lent GPU machine, with its own python3 (it reaches no registry): CUDA tests + GPU benches."""
-    session.run("python3", "-m", "pytest", "tests/core/kernels", "-m", "gpu", "-p", "no:cacheprovider")
+    session.run(
+        "python3", "-m", "pytest", "tests/core/kernels", "-m", "gpu", "-p", "no:cacheprovider"
+    )
     for script in sorted(glob.glob("benchmarks/gpu_*.py")):
         session.run("python3", script)

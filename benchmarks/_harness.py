@@ -64,6 +64,29 @@ def _resident_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status: peak memory needs Linux")
 
 
+def serve_peak_request(build: Callable[[str], Callable[[], object]]) -> bool:
+    """When the script runs as ``script --peak CASE`` (from :func:`peak_mib`), measure ``build(CASE)``,
+    print the result and return True; otherwise set the thread count and return False."""
+    torch.set_num_threads(THREADS)
+    if "--peak" not in sys.argv:
+        return False
+    report_peak(build(sys.argv[sys.argv.index("--peak") + 1]))
+    return True
+
+
+def backward_step(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> Callable[[], None]:
+    """A closure running ``fn(*inputs)`` forward and backward (all-ones output gradient), then
+    clearing the inputs' gradients so repeated calls measure the same work."""
+
+    def run() -> None:
+        out = fn(*inputs)
+        out.backward(torch.ones_like(out))
+        for t in inputs:
+            t.grad = None
+
+    return run
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     def fmt(x: object) -> str:
         return f"{x:.3g}" if isinstance(x, float) else str(x)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import THREADS, markdown_table, median_ms, peak_mib, report_peak
+from _harness import THREADS, markdown_table, median_ms, peak_mib, serve_peak_request
 
 from apps.pointer.model import PointerNetwork
 
@@ -65,10 +65,8 @@ def build(case: str) -> Callable[[], None]:
 
 
 def main() -> None:
-    if "--peak" in sys.argv:
-        report_peak(build(sys.argv[sys.argv.index("--peak") + 1]))
+    if serve_peak_request(build):
         return
-    torch.set_num_threads(THREADS)
     rows = []
     for steps, public in PUBLIC_SECONDS.items():
         seconds = {m: median_ms(build(f"{m}/{steps}"), min_run_time=3.0) / 1e3 for m in METHODS}

@@ -16,7 +16,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import THREADS, markdown_table, median_ms, peak_mib, report_peak
+from _harness import (
+    THREADS,
+    backward_step,
+    markdown_table,
+    median_ms,
+    peak_mib,
+    serve_peak_request,
+)
 
 from core.ops import relative_attention
 from core.ops.attention import attention_reference
@@ -57,24 +64,13 @@ def build(case: str) -> Callable[[], None]:
     )
     rel_emb = torch.randn(HEADS, 2 * int(length) - 1, HEAD_DIM, generator=gen).requires_grad_()
     if part == PARTS[0]:
-        fn, inputs = (skew_logits if method == "skew" else shaw_logits), (q, rel_emb)
-    else:
-        fn, inputs = (skew_attention if method == "skew" else shaw_attention), (q, k, v, rel_emb)
-
-    def run() -> None:
-        out = fn(*inputs)
-        out.backward(torch.ones_like(out))
-        for t in inputs:
-            t.grad = None
-
-    return run
+        return backward_step(skew_logits if method == "skew" else shaw_logits, q, rel_emb)
+    return backward_step(skew_attention if method == "skew" else shaw_attention, q, k, v, rel_emb)
 
 
 def main() -> None:
-    if "--peak" in sys.argv:
-        report_peak(build(sys.argv[sys.argv.index("--peak") + 1]))
+    if serve_peak_request(build):
         return
-    torch.set_num_threads(THREADS)
     rows = []
     for length in LENGTHS:
         for part in PARTS:

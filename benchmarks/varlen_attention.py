@@ -15,7 +15,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import THREADS, markdown_table, median_ms, peak_mib, report_peak
+from _harness import (
+    THREADS,
+    backward_step,
+    markdown_table,
+    median_ms,
+    peak_mib,
+    serve_peak_request,
+)
 
 from core.ops import varlen_attention
 from core.ops._segments import pad_segments, unpad_segments
@@ -60,21 +67,14 @@ def build(case: str) -> Callable[[], None]:
     q, k, v, cu_seqlens = problem()
     if which == PASSES[0]:
         return lambda: fn(q, k, v, cu_seqlens)
-    inputs = [x.requires_grad_() for x in (q, k, v)]
-
-    def run() -> None:
-        fn(*inputs, cu_seqlens).sum().backward()
-        for t in inputs:
-            t.grad = None
-
-    return run
+    return backward_step(
+        lambda *qkv: fn(*qkv, cu_seqlens), *(x.requires_grad_() for x in (q, k, v))
+    )
 
 
 def main() -> None:
-    if "--peak" in sys.argv:
-        report_peak(build(sys.argv[sys.argv.index("--peak") + 1]))
+    if serve_peak_request(build):
         return
-    torch.set_num_threads(THREADS)
     rows = []
     for which in PASSES:
         t_var, t_pad = median_ms(build(f"varlen/{which}")), median_ms(build(f"padded/{which}"))

@@ -61,3 +61,26 @@ def test_beam_search_is_at_least_as_likely_as_greedy():
     greedy = beam_search(model, batch["points"], batch["point_mask"], "tsp", 1)
     beam = beam_search(model, batch["points"], batch["point_mask"], "tsp", 5)
     assert (log_likelihood(beam) >= log_likelihood(greedy) - 1e-4).all()
+
+
+class LowIndexPreferringNetwork(PointerNetwork):
+    """Always prefers the lowest allowed point and dislikes EOS: left alone it would emit the triangle
+    (1, 2, 3) over and over."""
+
+    def step(self, encoded, previous, state, allowed):
+        width = allowed.shape[1]
+        preference = -torch.arange(width, dtype=torch.float32).expand(allowed.shape[0], -1).clone()
+        preference[:, 0] = -1e3
+        return preference.masked_fill(~allowed, float("-inf")), state
+
+
+def test_delaunay_decoding_never_repeats_a_triangle():
+    points, _ = generate("delaunay", (6, 6), 4, seed=2)
+    batch = collate([(p, None) for p in points])
+    model = LowIndexPreferringNetwork(hidden_dim=16).eval()
+    for beam_width in (1, 3):
+        outputs = beam_search(model, batch["points"], batch["point_mask"], "delaunay", beam_width)
+        for output in outputs:
+            triangles = [tuple(sorted(t)) for t in output.reshape(-1, 3).tolist()]
+            assert len(triangles) == 2 * 6 - 5  # runs to the Euler bound, never stuck
+            assert len(set(triangles)) == len(triangles)

@@ -2,8 +2,8 @@
 
 Greedy is beam search with one beam. With ``constrained=True`` every step is restricted by the problem's
 rules (:mod:`apps.pointer.constraints`): no repeated city, return to the start, close the hull, three
-distinct points per triangle and no triangle twice. Unconstrained decoding only excludes padding, so invalid outputs can
-occur and are counted by the metrics.
+distinct points per triangle and no triangle twice. Unconstrained decoding only excludes padding, so
+invalid outputs can occur and are counted by the metrics.
 """
 
 from __future__ import annotations

@@ -8,15 +8,11 @@ lengths still span several blocks).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 
 import triton
 
-
-def interpreted() -> bool:
-    """True when kernels run in the CPU interpreter (Triton reads the variable at import time too)."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+from core.ops.backend import triton_interpreted
 
 
 def autotune(
@@ -30,5 +26,5 @@ def autotune(
     ``reset_to_zero`` names buffers a kernel accumulates into with atomics: each benchmarking run must
     start from zeros or the tuned launch would add to the trial runs' sums.
     """
-    configs = [interpreter_config] if interpreted() else list(gpu_configs)
+    configs = [interpreter_config] if triton_interpreted() else list(gpu_configs)
     return triton.autotune(configs=configs, key=key, reset_to_zero=reset_to_zero)

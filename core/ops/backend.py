@@ -26,7 +26,8 @@ def triton_available() -> bool:
 
 
 def triton_interpreted() -> bool:
-    """True when Triton kernels run in the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    """True when Triton kernels run in the CPU interpreter (``TRITON_INTERPRET=1``; Triton reads it
+    when a kernel module is imported, so set it before)."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 

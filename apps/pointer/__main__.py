@@ -1,14 +1,16 @@
-"""``python -m apps.pointer fit|validate|test|predict -c configs/pointer/<name>.yaml``."""
+"""``python -m apps.pointer fit|validate|test|predict -c configs/pointer/default.yaml [-c overlay]``."""
 
 from __future__ import annotations
 
 from apps.pointer.data import PointerDataModule
 from apps.pointer.task import PointerTask
-from core.train.cli import cli_main
+from core.train.cli import ManyheadsCLI, cli_main
+
+LINKS = [("data.problem", "model.problem")]
 
 
-def main(args: list[str] | None = None):
-    return cli_main(PointerTask, PointerDataModule, "pointer", args=args)
+def main(args: list[str] | None = None) -> ManyheadsCLI:
+    return cli_main(PointerTask, PointerDataModule, "pointer", args=args, links=LINKS)
 
 
 if __name__ == "__main__":

@@ -86,12 +86,9 @@ class TransformerPointEncoder(nn.Module):
         return states, (h, torch.zeros_like(h))
 
 
-class PointerNetwork(nn.Module):
-    """Ptr-Net: encoder → LSTM decoder → pointer attention ``u_ij = vᵀ tanh(W₁ e_j + W₂ d_i)``.
-
-    Encoder and decoder read the points through one shared linear embedding 2 → hidden (the paper
-    feeds raw (x, y); with its ±0.08 initialisation the raw 2-D input barely moves the LSTM and
-    training stalls on a plateau, which the embedding removes).
+@dataclass(frozen=True)
+class PointerConfig:
+    """Hyper-parameters of :class:`PointerNetwork` (paper: §4, one layer, 256/512 units, ±0.08 init).
 
     Args:
         hidden_dim: LSTM width (256 or 512 in the paper); also the attention width.
@@ -101,33 +98,43 @@ class PointerNetwork(nn.Module):
         init_range: weights uniform in [−r, r] (0.08 in the paper); None keeps PyTorch's defaults.
     """
 
-    def __init__(
-        self,
-        hidden_dim: int = 256,
-        num_layers: int = 1,
-        encoder: Literal["lstm", "transformer"] = "lstm",
-        num_heads: int = 8,
-        ff_dim: int = 512,
-        dropout: float = 0.0,
-        init_range: float | None = 0.08,
-    ) -> None:
+    hidden_dim: int = 256
+    num_layers: int = 1
+    encoder: Literal["lstm", "transformer"] = "lstm"
+    num_heads: int = 8
+    ff_dim: int = 512
+    dropout: float = 0.0
+    init_range: float | None = 0.08
+
+
+class PointerNetwork(nn.Module):
+    """Ptr-Net: encoder → LSTM decoder → pointer attention ``u_ij = vᵀ tanh(W₁ e_j + W₂ d_i)``.
+
+    Encoder and decoder read the points through one shared linear embedding 2 → hidden (the paper
+    feeds raw (x, y); with its ±0.08 initialisation the raw 2-D input barely moves the LSTM and
+    training stalls on a plateau, which the embedding removes).
+    """
+
+    def __init__(self, config: PointerConfig) -> None:
         super().__init__()
-        if encoder == "lstm":
-            self.encoder: nn.Module = LSTMPointEncoder(hidden_dim, num_layers)
-        elif encoder == "transformer":
+        self.config = config
+        hidden, layers = config.hidden_dim, config.num_layers
+        if config.encoder == "lstm":
+            self.encoder: nn.Module = LSTMPointEncoder(hidden, layers)
+        elif config.encoder == "transformer":
             self.encoder = TransformerPointEncoder(
-                hidden_dim, num_layers, num_heads, ff_dim, dropout
+                hidden, layers, config.num_heads, config.ff_dim, config.dropout
             )
         else:
-            raise ValueError(f"encoder must be 'lstm' or 'transformer', got {encoder!r}")
-        self.embed = nn.Linear(2, hidden_dim)
-        self.decoder = nn.LSTM(hidden_dim, hidden_dim, num_layers, batch_first=True)
-        self.pointer = PointerAttention(hidden_dim, hidden_dim, hidden_dim)
-        self.end_state = nn.Parameter(torch.zeros(hidden_dim))  # e for the EOS position
-        self.start_input = nn.Parameter(torch.zeros(hidden_dim))  # the decoder's first input
-        if init_range is not None:
+            raise ValueError(f"encoder must be 'lstm' or 'transformer', got {config.encoder!r}")
+        self.embed = nn.Linear(2, hidden)
+        self.decoder = nn.LSTM(hidden, hidden, layers, batch_first=True)
+        self.pointer = PointerAttention(hidden, hidden, hidden)
+        self.end_state = nn.Parameter(torch.zeros(hidden))  # e for the EOS position
+        self.start_input = nn.Parameter(torch.zeros(hidden))  # the decoder's first input
+        if config.init_range is not None:
             for parameter in self.parameters():
-                nn.init.uniform_(parameter, -init_range, init_range)
+                nn.init.uniform_(parameter, -config.init_range, config.init_range)
 
     def encode(self, points: torch.Tensor, point_mask: torch.Tensor) -> Encoded:
         """points [B, N, 2], point_mask [B, N] (True = real point) → :class:`Encoded`."""

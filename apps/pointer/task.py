@@ -1,35 +1,35 @@
-"""PointerTask: loss, decoding, metrics, optimiser, logging, figures and predictions of a Ptr-Net."""
+"""PointerTask: the loss, decoding, metrics, figures and prediction format of a Ptr-Net."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
+from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
-from apps.pointer.constraints import teacher_forcing_masks
-from apps.pointer.data import IGNORE_INDEX, Batch
+from apps.pointer.constraints import Problem, teacher_forcing_masks
+from apps.pointer.data import IGNORE_INDEX, PointBatch
 from apps.pointer.decode import beam_search
-from apps.pointer.metrics import Record, score, summarize
-from apps.pointer.model import PointerNetwork
+from apps.pointer.metrics import RECORDS, PointerMetrics
+from apps.pointer.model import PointerConfig, PointerNetwork
 from apps.pointer.plots import examples_figure
-from core.train.figures import save_figure
+from core.train import AppTask, as_config
 
 
-class PointerTask(L.LightningModule):
+class PointerTask(AppTask):
     """Train a :class:`PointerNetwork` with teacher forcing (cross-entropy over the pointer
-    distribution) and evaluate it by decoding. The problem comes from the datamodule.
+    distribution) and evaluate it by decoding.
 
     Args:
-        hidden_dim, num_layers, encoder, num_heads, ff_dim, dropout, init_range: the network.
-        optimizer: ``"sgd"`` (the paper, lr 1.0) or ``"adam"``; lr; lr_decay: ×lr each epoch.
+        net: the network's hyper-parameters.
+        problem: ``convex_hull``, ``delaunay`` or ``tsp`` — linked from ``--data.problem``.
         mask_visited: during training too, restrict each step to the valid next positions (the same
             rules as constrained decoding) instead of only excluding padding.
-        beam_width: 1 = greedy decoding for val/test/predict; constrained: decode valid outputs only.
-        figure_examples: instances drawn in the figure of each validation run.
+        beam_width: 1 = greedy decoding for val/test/predict; constrained: decode valid outputs
+            only. Both change evaluation only and stay out of the checkpoint.
+        optimizer, scheduler, scheduler_interval, figure_examples: see :class:`core.train.AppTask`.
     """
 
     monitor = "val/loss"
@@ -37,138 +37,87 @@ class PointerTask(L.LightningModule):
 
     def __init__(
         self,
-        hidden_dim: int = 256,
-        num_layers: int = 1,
-        encoder: Literal["lstm", "transformer"] = "lstm",
-        num_heads: int = 8,
-        ff_dim: int = 512,
-        dropout: float = 0.0,
-        init_range: float | None = 0.08,
-        optimizer: Literal["sgd", "adam"] = "sgd",
-        lr: float = 1.0,
-        lr_decay: float = 1.0,
+        net: PointerConfig = PointerConfig(),
+        problem: Problem = "convex_hull",
         mask_visited: bool = False,
         beam_width: int = 1,
         constrained: bool = True,
-        figure_examples: int = 8,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        # decoding options stay out of the checkpoint: LightningCLI would let a checkpoint's saved
-        # hyper-parameters override --model.beam_width at test/predict time
-        self.save_hyperparameters(ignore=["beam_width", "constrained", "figure_examples"])
+        super().__init__(**kwargs)
+        self.save_hyperparameters(ignore=["beam_width", "constrained"])
+        self.problem, self.mask_visited = problem, mask_visited
         self.beam_width, self.constrained = beam_width, constrained
-        self.figure_examples = figure_examples
-        self.model = PointerNetwork(
-            hidden_dim, num_layers, encoder, num_heads, ff_dim, dropout, init_range
+        self.model = PointerNetwork(as_config(PointerConfig, net))
+        self.metrics = torch.nn.ModuleDict(
+            {f"{stage}_metrics": PointerMetrics(problem) for stage in ("val", "test")}
         )
-        self.problem = "convex_hull"
-        self.records: list[Record] = []
-        self.examples: tuple[list, list, list] = ([], [], [])
-        self.predictions: list[tuple[np.ndarray, np.ndarray]] = []
-        self.test_outputs: list[np.ndarray] = []
 
-    def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
-        self.problem = getattr(datamodule, "problem", self.problem)
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        targets = batch["targets"]
+    def loss(self, batch: PointBatch) -> torch.Tensor:
         allowed = None
-        if self.hparams.mask_visited:
-            key_mask = F.pad(batch["point_mask"], (1, 0), value=True)
-            allowed = teacher_forcing_masks(self.problem, key_mask, targets)
-        logits = self.model(batch["points"], batch["point_mask"], targets, allowed)
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+        if self.mask_visited:
+            key_mask = F.pad(batch.point_mask, (1, 0), value=True)
+            allowed = teacher_forcing_masks(self.problem, key_mask, batch.targets)
+        logits = self.model(batch.points, batch.point_mask, batch.targets, allowed)
+        return F.cross_entropy(
+            logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX
+        )
 
-    def decode(self, batch: Batch) -> list[np.ndarray]:
+    def decode(self, batch: PointBatch) -> list[np.ndarray]:
         return beam_search(
             self.model,
-            batch["points"],
-            batch["point_mask"],
+            batch.points,
+            batch.point_mask,
             self.problem,
             self.beam_width,
             self.constrained,
         )
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: PointBatch, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["raw_points"]))
+        self.log_loss("train", loss, len(batch))
         return loss
 
-    def _evaluate(self, batch: Batch, stage: str) -> None:
-        size = len(batch["raw_points"])
-        self.log(f"{stage}/loss", self.loss(batch), prog_bar=True, batch_size=size)
+    def _evaluate(self, batch: PointBatch, stage: str) -> None:
+        self.log_loss(stage, self.loss(batch), len(batch))
         predictions = self.decode(batch)
-        if stage == "test":
-            self.test_outputs.extend(predictions)
-        records = score(self.problem, batch["raw_points"], predictions, batch["raw_targets"])
-        self.records.extend(records)
-        points, preds, targets = self.examples
-        room = self.figure_examples - len(points)
-        points.extend(batch["raw_points"][:room])
-        preds.extend(predictions[:room])
-        targets.extend(batch["raw_targets"][:room])
+        self.metrics[f"{stage}_metrics"].update(batch.raw_points, predictions, batch.raw_targets)
+        self.keep_examples(
+            list(zip(batch.raw_points, predictions, batch.raw_targets, strict=True))
+        )
 
-    def _summarize(self, stage: str) -> dict[str, float]:
-        summary = summarize(self.problem, self.records)
-        self.log_dict({f"{stage}/{name}": value for name, value in summary.items()})
-        points, preds, targets = self.examples
-        if points and not self.trainer.sanity_checking:
-            correct = [r["correct"] for r in self.records[: len(points)]]
-            figure = examples_figure(self.problem, points, preds, targets, correct)
-            save_figure(figure, self.trainer, f"{stage}_examples_step{self.global_step:06d}")
-        self.records, self.examples = [], ([], [], [])
-        return summary
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+    def validation_step(self, batch: PointBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        self._summarize("val")
+        self.log_metrics("val", self.metrics["val_metrics"])
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
+    def test_step(self, batch: PointBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        self._summarize("test")
-        tsplib = getattr(self.trainer.datamodule, "tsplib", [])
-        if tsplib:  # TSPLIB instances: lengths in the instance's own units (nint per edge)
-            outputs = self.test_outputs[: len(tsplib)]
-            targets = self.trainer.datamodule.sets["test"].targets
-            self.log_dict(
-                {
-                    "test/tsplib_length": float(
-                        np.mean([i.tour_length(o) for i, o in zip(tsplib, outputs, strict=True)])
-                    ),
-                    "test/tsplib_target_length": float(
-                        np.mean([i.tour_length(t) for i, t in zip(tsplib, targets, strict=True)])
-                    ),
-                }
-            )
-        self.test_outputs = []
+        self.log_metrics("test", self.metrics["test_metrics"])
 
-    def predict_step(self, batch: Batch, batch_idx: int) -> list[np.ndarray]:
-        predictions = self.decode(batch)
-        self.predictions.extend(zip(batch["raw_points"], predictions, strict=True))
-        return predictions
+    def predict_step(self, batch: PointBatch, batch_idx: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        return list(zip(batch.raw_points, self.decode(batch), strict=True))
 
-    def on_predict_epoch_end(self) -> None:
-        """Write ``predictions.txt`` (released format: ``x1 y1 … output i1 i2 …``) in the log dir."""
-        path = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lines = []
-        for points, order in self.predictions:
-            coords = " ".join(f"{value:.8f}" for value in points.reshape(-1))
-            lines.append(f"{coords} output {' '.join(str(int(i)) for i in order)}")
-        path.write_text("\n".join(lines) + "\n")
-        self.predictions = []
-        print(f"predictions written to {path}")
+    def format_prediction(self, prediction: tuple[np.ndarray, np.ndarray]) -> str:
+        """The released format: ``x1 y1 x2 y2 … output i1 i2 …``."""
+        points, order = prediction
+        coords = " ".join(f"{value:.8f}" for value in points.reshape(-1))
+        return f"{coords} output {' '.join(str(int(i)) for i in order)}"
 
-    def configure_optimizers(self) -> dict:
-        h = self.hparams
-        if h.optimizer == "sgd":
-            optimizer = torch.optim.SGD(self.parameters(), lr=h.lr)
-        else:
-            optimizer = torch.optim.Adam(self.parameters(), lr=h.lr)
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=h.lr_decay)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+    def draw_examples(self, stage: str, examples: list[Any]) -> dict[str, Figure]:
+        points, predictions, targets = zip(*examples, strict=True)
+        record = RECORDS[self.problem]
+        correct = [record(*example)["correct"] for example in examples]
+        return {"examples": examples_figure(self.problem, points, predictions, targets, correct)}
+
+    def evaluation_protocol(self) -> dict[str, Any]:
+        return {
+            **super().evaluation_protocol(),
+            "problem": self.problem,
+            "decoding": "greedy" if self.beam_width == 1 else f"beam search, width {self.beam_width}",
+            "constrained": self.constrained,
+            "invalid outputs": "count as wrong, coverage 0",
+        }

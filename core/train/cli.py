@@ -1,35 +1,73 @@
-"""One LightningCLI for every app: same flags everywhere, runs written to ``runs/<app>/<name>/``.
+"""One LightningCLI for every app: the same flags everywhere, runs written to ``runs/<app>/<name>/``.
 
-``python -m apps.<app> fit -c configs/<app>/default.yaml`` — the run name defaults to the config file's
-stem (``--run_name`` overrides it). A run directory holds ``checkpoints/`` (best + last) and one log folder
-per invocation (``fit/``, ``test/``, ``fit-2/`` after a resume, …) with ``config.yaml``, ``metrics.csv``,
-TensorBoard events and ``figures/``.
+``python -m apps.<app> fit -c configs/<app>/default.yaml [-c configs/<app>/<overlay>.yaml]`` — the run
+name is the last config file's stem (``--run_name`` overrides it). Each invocation gets its own folder
+(``fit/``, ``test/``, ``fit-2/`` …) with ``config.yaml``, ``metrics.csv``, TensorBoard events,
+``figures/``, and for ``fit`` its ``checkpoints/`` (``best.ckpt``, ``last.ckpt``); ``--ckpt_path best``
+or ``last`` picks the newest fit's file. A ``test`` also writes ``results.json``; a ``predict`` writes
+``predictions.*``. Bad input (:class:`core.train.errors.InputError`, a missing file, a bad flag) ends the
+run with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from jsonargparse import ArgumentError
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-RUNS_ROOT = Path("runs")
+from core.train.callbacks import ExampleFigures, PredictionWriter, ResultsWriter, RunCheckpoint
+from core.train.errors import InputError
+from core.train.runs import (
+    CHECKPOINT_ALIASES,
+    RUNS_ROOT,
+    fit_invocations,
+    fresh_log_dir,
+    remove_stub,
+    resolve_checkpoint,
+)
+
+Link = tuple[str, str]  # ("data.<attribute>", "model.<argument>"), applied once both exist
+
+
+class _NoAdvertising(logging.Filter):
+    """Drop Lightning's "💡 Tip: … try installing …" adverts from the run log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdvertising())
 
 
 class ManyheadsCLI(LightningCLI):
-    """LightningCLI with the house defaults: seed 0, overwriting config, loggers and checkpoints under
-    ``runs/<app>/<run_name>/``, a rich progress bar."""
+    """LightningCLI with the house defaults: seed 0, no flag abbreviations, run folders under
+    ``runs/<app>/<run_name>/``, the shared callbacks, and data-dependent model arguments linked from
+    the datamodule (``links``) so a checkpoint carries them."""
 
-    def __init__(self, model_class: type, datamodule_class: type, app: str, **kwargs: Any) -> None:
-        self.app = app
+    def __init__(
+        self,
+        model_class: type,
+        datamodule_class: type,
+        app: str,
+        links: Sequence[Link] = (),
+        **kwargs: Any,
+    ) -> None:
+        self.app, self.links = app, tuple(links)
+        self.log_dir: Path | None = None
         super().__init__(
             model_class,
             datamodule_class,
             save_config_kwargs={"overwrite": True},
             seed_everything_default=0,
+            parser_kwargs={"exit_on_error": False, "allow_abbrev": False},
             **kwargs,
         )
 
@@ -38,65 +76,98 @@ class ManyheadsCLI(LightningCLI):
             "--run_name",
             type=str | None,
             default=None,
-            help="Run directory name under runs/<app>/ (default: the config file's stem).",
+            help="Run folder name under runs/<app>/ (default: the last config file's stem).",
         )
+        for source, target in self.links:
+            parser.link_arguments(source, target, apply_on="instantiate")
 
-    def _run_name(self) -> str:
-        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
-        if config.get("run_name"):
-            return config["run_name"]
-        configs = config.get("config") or []
-        return Path(str(configs[-1])).stem if configs else "default"
+    def _config(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
 
     def run_dir(self) -> Path:
-        return RUNS_ROOT / self.app / self._run_name()
+        config = self._config()
+        name = config.get("run_name")
+        if not name:
+            configs = config.get("config") or []
+            name = Path(str(configs[-1])).stem if configs else "default"
+        return RUNS_ROOT / self.app / name
+
+    def before_instantiate_classes(self) -> None:
+        """``--ckpt_path best|last`` → the newest fit's file; say what a new ``fit`` does."""
+        if not self.subcommand:
+            return
+        config, run_dir = self._config(), self.run_dir()
+        if config.get("ckpt_path") in CHECKPOINT_ALIASES:
+            config["ckpt_path"] = str(resolve_checkpoint(run_dir, config["ckpt_path"]))
+        if self.subcommand == "fit" and not config.get("ckpt_path") and fit_invocations(run_dir):
+            print(
+                f"{run_dir} already holds a fit; this one starts from scratch in its own folder "
+                f"(to continue training instead, pass --ckpt_path last)",
+                file=sys.stderr,
+            )
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """Inject loggers, checkpointing and the progress bar unless the config sets its own."""
+        """Loggers, the shared callbacks and a validation interval that fits a shortened epoch,
+        unless the config sets its own."""
         run_dir = self.run_dir()
-        trainer_config = (
-            self.config_init[self.subcommand]["trainer"]
-            if self.subcommand
-            else (self.config_init["trainer"])
-        )
+        trainer_config = self._get(self.config_init, "trainer")
+        listed = [*(trainer_config.get("callbacks") or []), *kwargs.get("callbacks", [])]
         if trainer_config.get("logger") in (None, True):
-            log_dir = fresh_log_dir(run_dir, self.subcommand or "run")
+            self.log_dir = fresh_log_dir(run_dir, self.subcommand or "run")
+            version = self.log_dir.name
             trainer_config["logger"] = [
-                CSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version=log_dir.name),
-                TensorBoardLogger(
-                    save_dir=str(run_dir.parent), name=run_dir.name, version=log_dir.name
-                ),
+                CSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version=version),
+                TensorBoardLogger(save_dir=str(run_dir.parent), name=run_dir.name, version=version),
             ]
         if trainer_config.get("default_root_dir") is None:
-            trainer_config["default_root_dir"] = str(run_dir)
+            trainer_config["default_root_dir"] = str(self.log_dir or run_dir)
+        fit_validation_into_epoch(trainer_config)
         callbacks = kwargs.setdefault("callbacks", [])
-        monitor = getattr(self.model, "monitor", None)
-        mode = getattr(self.model, "monitor_mode", "min")
-        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        folder = self.log_dir or run_dir
+        if self.subcommand not in ("fit", None):
+            trainer_config["enable_checkpointing"] = False  # nothing to save; no stale monitor state
+        elif not any(isinstance(c, RunCheckpoint) for c in listed):
             callbacks.append(
-                ModelCheckpoint(
-                    dirpath=str(run_dir / "checkpoints"),
-                    monitor=monitor,
-                    mode=mode,
-                    save_last=True,
-                    filename="best" if monitor else "epoch{epoch}",
-                    auto_insert_metric_name=False,
-                )
+                RunCheckpoint(folder / "checkpoints", self.model.monitor, self.model.monitor_mode)
             )
-        if trainer_config.get("enable_progress_bar", True) is not False:
+        if trainer_config.get("enable_progress_bar", True) is not False and not any(
+            isinstance(c, ProgressBar) for c in listed
+        ):
             callbacks.append(RichProgressBar())
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        if not any(isinstance(c, LearningRateMonitor) for c in listed):
+            callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        callbacks += [
+            ExampleFigures(),
+            PredictionWriter(),
+            ResultsWriter(self._get(self.config, "seed_everything")),
+        ]
         return super().instantiate_trainer(**kwargs)
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it; a failed invocation that saved nothing leaves no folder behind. Then say where
+        the run was written."""
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            if self.log_dir is not None and self.trainer.is_global_zero:
+                remove_stub(self.log_dir)
+            raise
+        if self.log_dir is not None and self.trainer.is_global_zero:
+            print(f"{subcommand} written to {self.log_dir}")
+            checkpoint = self.trainer.checkpoint_callback
+            if subcommand == "fit" and checkpoint is not None and checkpoint.best_model_path:
+                print(f"best checkpoint: {checkpoint.best_model_path}")
 
-def fresh_log_dir(run_dir: Path, subcommand: str) -> Path:
-    """``<run_dir>/<subcommand>``, or ``<subcommand>-2``, ``-3``… when taken: a resumed fit or a second
-    test never overwrites the logs of an earlier one."""
-    candidate, n = run_dir / subcommand, 1
-    while candidate.exists():
-        n += 1
-        candidate = run_dir / f"{subcommand}-{n}"
-    return candidate
+
+def fit_validation_into_epoch(trainer_config: dict[str, Any]) -> None:
+    """An integer ``val_check_interval`` larger than an integer ``limit_train_batches`` would make
+    Lightning refuse to start: validate at the end of each shortened epoch instead."""
+    interval, limit = (
+        trainer_config.get("val_check_interval"),
+        trainer_config.get("limit_train_batches"),
+    )
+    if isinstance(interval, int) and isinstance(limit, int) and 0 < limit < interval:
+        trainer_config["val_check_interval"] = limit
 
 
 def cli_main(
@@ -104,7 +175,17 @@ def cli_main(
     datamodule_class: type,
     app: str,
     args: list[str] | None = None,
+    links: Sequence[Link] = (),
     run: bool = True,
 ) -> ManyheadsCLI:
-    """Entry point of ``python -m apps.<app>``; ``args`` replaces ``sys.argv`` (tests, the demo)."""
-    return ManyheadsCLI(model_class, datamodule_class, app, args=args, run=run)
+    """Entry point of ``python -m apps.<app>``; ``args`` replaces ``sys.argv`` (tests, the demo).
+
+    Bad input — :class:`InputError`, a missing file, an unknown or malformed flag — exits with status 2
+    and one line on stderr; anything else (a bug) raises with its traceback.
+    """
+    try:
+        return ManyheadsCLI(model_class, datamodule_class, app, links=links, args=args, run=run)
+    except (InputError, FileNotFoundError, ArgumentError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None

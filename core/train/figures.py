@@ -13,10 +13,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 
 def save_figure(fig: plt.Figure, trainer: L.Trainer, name: str) -> Path:
-    """Write ``fig`` as ``figures/<name>_epoch<E>.png`` in the trainer's log dir, log it to TensorBoard
-    when present, close it, and return the PNG path."""
+    """Write ``fig`` as ``figures/<name>.png`` in the trainer's log dir, log it to TensorBoard when
+    present, close it, and return the PNG path."""
     root = Path(trainer.log_dir or trainer.default_root_dir)
-    path = root / "figures" / f"{name}_epoch{trainer.current_epoch:03d}.png"
+    path = root / "figures" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     for logger in trainer.loggers:

@@ -1,64 +1,79 @@
-"""A tiny regression task for exercising the shared CLI (not an app)."""
+"""A tiny regression task on the shared base classes, for exercising the CLI (not an app)."""
 
 from __future__ import annotations
 
-import lightning as L
+from dataclasses import dataclass
+from typing import Any
+
 import matplotlib.pyplot as plt
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from matplotlib.figure import Figure
+from torch.utils.data import TensorDataset
 
-from core.train import cli_main, save_figure
+from core.train import AppDataModule, AppTask, as_config, cli_main
 
 
-class ToyTask(L.LightningModule):
+@dataclass(frozen=True)
+class ToyConfig:
+    """The toy network: ``in_dim`` inputs (linked from the data) → one output."""
+
+    in_dim: int = 2
+    bias: bool = True
+
+
+class ToyTask(AppTask):
     monitor = "val/loss"
 
-    def __init__(self, lr: float = 0.05) -> None:
-        super().__init__()
+    def __init__(self, net: ToyConfig = ToyConfig(), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.save_hyperparameters()
-        self.net = torch.nn.Linear(2, 1)
+        self.config = as_config(ToyConfig, net)
+        self.net = torch.nn.Linear(self.config.in_dim, 1, bias=self.config.bias)
 
-    def _loss(self, batch):
+    def _loss(self, batch: list[torch.Tensor]) -> torch.Tensor:
         x, y = batch
         return torch.nn.functional.mse_loss(self.net(x), y)
 
-    def training_step(self, batch, _):
+    def training_step(self, batch: list[torch.Tensor], _: int) -> torch.Tensor:
         loss = self._loss(batch)
-        self.log("train/loss", loss)
+        self.log_loss("train", loss, len(batch[0]))
         return loss
 
-    def validation_step(self, batch, _):
-        self.log("val/loss", self._loss(batch))
+    def validation_step(self, batch: list[torch.Tensor], _: int) -> None:
+        self.log_loss("val", self._loss(batch), len(batch[0]))
+        self.keep_examples(list(batch[0]))
 
-    def test_step(self, batch, _):
-        self.log("test/loss", self._loss(batch))
+    def test_step(self, batch: list[torch.Tensor], _: int) -> None:
+        self.log_loss("test", self._loss(batch), len(batch[0]))
+        self.keep_examples(list(batch[0]))
 
-    def predict_step(self, batch, _):
-        return self.net(batch[0])
+    def predict_step(self, batch: list[torch.Tensor], _: int) -> list[float]:
+        return self.net(batch[0])[:, 0].tolist()
 
-    def on_validation_epoch_end(self) -> None:
+    def format_prediction(self, prediction: float) -> str:
+        return f"{prediction:.6f}"
+
+    def draw_examples(self, stage: str, examples: list[Any]) -> dict[str, Figure]:
         fig, ax = plt.subplots()
-        ax.plot([0, 1], [0, float(self.net.weight[0, 0])])
-        save_figure(fig, self.trainer, "weights")
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        ax.plot([float(x[0]) for x in examples])
+        return {"inputs": fig}
 
 
-class ToyData(L.LightningDataModule):
-    def __init__(self, size: int = 64) -> None:
-        super().__init__()
-        self.size = size
+class ToyData(AppDataModule):
+    """``size`` random inputs of ``in_dim`` features; the target is their sum."""
 
-    def _loader(self) -> DataLoader:
-        x = torch.randn(self.size, 2, generator=torch.Generator().manual_seed(0))
-        return DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=16)
+    def __init__(self, size: int = 64, in_dim: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.size, self.in_dim = size, in_dim
 
-    train_dataloader = val_dataloader = test_dataloader = predict_dataloader = _loader
+    def setup(self, stage: str) -> None:
+        x = torch.randn(self.size, self.in_dim, generator=torch.Generator().manual_seed(self.seed))
+        data = TensorDataset(x, x.sum(1, keepdim=True))
+        self.datasets = {split: data for split in ("train", "val", "test", "predict")}
 
 
 def main(args: list[str] | None = None):
-    return cli_main(ToyTask, ToyData, "toy", args=args)
+    return cli_main(ToyTask, ToyData, "toy", args=args, links=[("data.in_dim", "model.net.in_dim")])
 
 
 if __name__ == "__main__":

@@ -17,15 +17,26 @@ from torch.utils.data import Dataset
 
 from apps.pointer.constraints import EOS
 from apps.pointer.generate import cached_set, solve_tsp
-from apps.pointer.readers import TsplibInstance, read_points_file, read_tsplib
+from apps.pointer.readers import TsplibInstance, read_points_file, read_tsplib, tsplib_reference
 from apps.pointer.solvers import canonical_tour
 from core.train import AppDataModule, InputError
 
 IGNORE_INDEX = -100
 
+
+@dataclass  # not frozen: Lightning's batch transfer rebuilds the dataclasses it meets
+class TsplibCase:
+    """A TSPLIB test instance and the tour length its gap is measured against (in its own units),
+    with where that length comes from (optimal tour file, published optimum, or a solver's tour)."""
+
+    instance: TsplibInstance
+    reference_length: int
+    reference_source: str
+
+
 # one instance: points [n, 2], its 1-based target sequence [T] (None to predict), and the TSPLIB
-# instance it came from (None for generated and released data)
-Item = tuple[np.ndarray, np.ndarray | None, TsplibInstance | None]
+# case it came from (None for generated and released data)
+Item = tuple[np.ndarray, np.ndarray | None, TsplibCase | None]
 
 
 @dataclass
@@ -39,7 +50,7 @@ class PointBatch:
     targets: torch.Tensor | None
     raw_points: list[np.ndarray]
     raw_targets: list[np.ndarray] | None
-    tsplib: list[TsplibInstance | None]
+    tsplib: list[TsplibCase | None]
 
     def __len__(self) -> int:
         return len(self.raw_points)
@@ -52,7 +63,7 @@ class PointSets(Dataset):
         self,
         points: list[np.ndarray],
         targets: list[np.ndarray | None],
-        tsplib: list[TsplibInstance | None] | None = None,
+        tsplib: list[TsplibCase | None] | None = None,
     ) -> None:
         if len(points) != len(targets):
             raise ValueError(f"{len(points)} point sets but {len(targets)} targets")
@@ -105,7 +116,8 @@ class PointerDataModule(AppDataModule):
         train_n, val_n, test_n: inclusive ranges of the number of points per instance.
         train_size, val_size, test_size: instances per generated set.
         test_file: evaluate on this file instead: released format, or a TSPLIB ``.tsp``.
-        predict_file: points to predict on: released format or one ``x y`` a line.
+        predict_file: points to predict on: released format or one ``x y`` a line (default: the
+            generated test instances).
         tsp_time_limit_ms: OR-Tools time per instance when n > 12.
         root, batch_size (128 in the paper), eval_batch_size, num_workers, seed: as every app
             (``seed``: the train set's; val uses seed + 1, test seed + 2).
@@ -128,7 +140,9 @@ class PointerDataModule(AppDataModule):
         eval_batch_size: int = 500,
         **kwargs: Any,
     ) -> None:
-        super().__init__(root=root, batch_size=batch_size, eval_batch_size=eval_batch_size, **kwargs)
+        super().__init__(
+            root=root, batch_size=batch_size, eval_batch_size=eval_batch_size, **kwargs
+        )
         self.problem = problem
         self.train_n, self.val_n, self.test_n = train_n, val_n, test_n
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
@@ -162,7 +176,14 @@ class PointerDataModule(AppDataModule):
             instance = read_tsplib(self.test_file)
             self.record_file("test", self.test_file)
             points = [instance.unit_points.astype(np.float32)]
-            return PointSets(points, solve_tsp(points, self.tsp_time_limit_ms), [instance])
+            targets = solve_tsp(points, self.tsp_time_limit_ms)
+            reference = tsplib_reference(
+                instance,
+                self.test_file,
+                targets[0],
+                f"OR-Tools tour ({self.tsp_time_limit_ms} ms)",
+            )
+            return PointSets(points, targets, [TsplibCase(instance, *reference)])
         data = self._released(self.test_file, "test")
         if any(t is None for t in data.targets):
             raise InputError(f"{self.test_file}: testing needs target sequences ('output ...')")
@@ -176,8 +197,8 @@ class PointerDataModule(AppDataModule):
         if stage == "test":
             self.datasets["test"] = self._test_set()
         if stage == "predict":
-            if self.predict_file is None:
-                raise InputError(
-                    "predict needs --data.predict_file (released format or 'x y' lines)"
-                )
-            self.datasets["predict"] = self._released(self.predict_file, "predict")
+            if self.predict_file is None:  # the built-in test instances, without their targets
+                test = self._generated(self.test_n, "test", self.seed + 2)
+                self.datasets["predict"] = PointSets(test.points, [None] * len(test))
+            else:
+                self.datasets["predict"] = self._released(self.predict_file, "predict")

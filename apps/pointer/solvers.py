@@ -3,8 +3,6 @@ solver with guided local search (time-limited, so a heuristic) above that."""
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 HELD_KARP_MAX_N = 12
@@ -64,18 +62,6 @@ def held_karp(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         subset = subset ^ (1 << last)
         last = previous
     return tours, lengths
-
-
-def brute_force_tsp(points: np.ndarray) -> tuple[np.ndarray, float]:
-    """Optimal open tour [n] (0-based, from city 0) of one instance [n, 2] by enumeration (tests)."""
-    d = distance_matrix(points)
-    best, best_tour = np.inf, None
-    for rest in itertools.permutations(range(1, len(points))):
-        tour = (0, *rest)
-        length = sum(d[tour[i], tour[(i + 1) % len(tour)]] for i in range(len(tour)))
-        if length < best:
-            best, best_tour = length, tour
-    return np.array(best_tour), float(best)
 
 
 def ortools_tsp(points: np.ndarray, time_limit_ms: int = 200, scale: float = 1e6) -> np.ndarray:

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from apps.pointer.constraints import Problem, teacher_forcing_masks
-from apps.pointer.data import IGNORE_INDEX, PointBatch
+from apps.pointer.data import IGNORE_INDEX, PointBatch, TsplibCase
 from apps.pointer.decode import beam_search
-from apps.pointer.metrics import RECORDS, PointerMetrics
+from apps.pointer.metrics import RECORDS, PointerMetrics, tsplib_summary
 from apps.pointer.model import PointerConfig, PointerNetwork
 from apps.pointer.plots import examples_figure
 from core.train import AppTask, as_config
@@ -52,6 +52,8 @@ class PointerTask(AppTask):
         self.metrics = torch.nn.ModuleDict(
             {f"{stage}_metrics": PointerMetrics(problem) for stage in ("val", "test")}
         )
+        self.tsplib: list[tuple[TsplibCase, np.ndarray]] = []  # TSPLIB test cases, decoded
+        self.tsplib_sources: list[str] = []  # what their gaps were measured against
 
     def loss(self, batch: PointBatch) -> torch.Tensor:
         allowed = None
@@ -78,13 +80,12 @@ class PointerTask(AppTask):
         self.log_loss("train", loss, len(batch))
         return loss
 
-    def _evaluate(self, batch: PointBatch, stage: str) -> None:
+    def _evaluate(self, batch: PointBatch, stage: str) -> list[np.ndarray]:
         self.log_loss(stage, self.loss(batch), len(batch))
         predictions = self.decode(batch)
         self.metrics[f"{stage}_metrics"].update(batch.raw_points, predictions, batch.raw_targets)
-        self.keep_examples(
-            list(zip(batch.raw_points, predictions, batch.raw_targets, strict=True))
-        )
+        self.keep_examples(list(zip(batch.raw_points, predictions, batch.raw_targets, strict=True)))
+        return predictions
 
     def validation_step(self, batch: PointBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -93,12 +94,24 @@ class PointerTask(AppTask):
         self.log_metrics("val", self.metrics["val_metrics"])
 
     def test_step(self, batch: PointBatch, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        predictions = self._evaluate(batch, "test")
+        cases = zip(batch.tsplib, predictions, strict=True)
+        self.tsplib += [(case, tour) for case, tour in cases if case is not None]
 
     def on_test_epoch_end(self) -> None:
         self.log_metrics("test", self.metrics["test_metrics"])
+        if self.tsplib:  # lengths in the instances' own units (TSPLIB: nint per edge)
+            cases, tours = zip(*self.tsplib, strict=True)
+            summary = tsplib_summary(
+                [c.instance for c in cases], tours, [c.reference_length for c in cases]
+            )
+            self.log_dict({f"test/{name}": value for name, value in summary.items()})
+            self.tsplib_sources = sorted({c.reference_source for c in cases})
+        self.tsplib = []
 
-    def predict_step(self, batch: PointBatch, batch_idx: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def predict_step(
+        self, batch: PointBatch, batch_idx: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         return list(zip(batch.raw_points, self.decode(batch), strict=True))
 
     def format_prediction(self, prediction: tuple[np.ndarray, np.ndarray]) -> str:
@@ -117,7 +130,9 @@ class PointerTask(AppTask):
         return {
             **super().evaluation_protocol(),
             "problem": self.problem,
-            "decoding": "greedy" if self.beam_width == 1 else f"beam search, width {self.beam_width}",
+            "decoding": "greedy"
+            if self.beam_width == 1
+            else f"beam search, width {self.beam_width}",
             "constrained": self.constrained,
             "invalid outputs": "count as wrong, coverage 0",
-        }
+        } | ({"tsplib gap against": self.tsplib_sources} if self.tsplib_sources else {})

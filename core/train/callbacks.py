@@ -15,14 +15,9 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 
-from core.train.figures import save_figure
+from core.train.figures import run_folder, save_figure
 
 PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "triton")
-
-
-def log_dir(trainer: L.Trainer) -> Path:
-    """The folder of this invocation (config, logs, figures, predictions, results)."""
-    return Path(trainer.log_dir or trainer.default_root_dir)
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -119,7 +114,7 @@ class PredictionWriter(BasePredictionWriter):
         if not trainer.is_global_zero:
             return
         unique = dict(sorted(lines))  # a distributed sampler may repeat inputs to even out ranks
-        self.path = log_dir(trainer) / f"predictions{pl_module.prediction_suffix}"
+        self.path = run_folder(trainer) / f"predictions{pl_module.prediction_suffix}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("".join(f"{line}\n" for line in unique.values()))
         print(f"predictions written to {self.path}")
@@ -153,7 +148,7 @@ class ResultsWriter(Callback):
             "versions": package_versions(),
             "git": git_state(),
         }
-        self.path = log_dir(trainer) / "results.json"
+        self.path = run_folder(trainer) / "results.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(results, indent=2, default=str) + "\n")
 

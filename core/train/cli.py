@@ -12,6 +12,7 @@ run with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,13 +28,14 @@ from core.train.callbacks import ExampleFigures, PredictionWriter, ResultsWriter
 from core.train.errors import InputError
 from core.train.runs import (
     CHECKPOINT_ALIASES,
-    RUNS_ROOT,
     fit_invocations,
     fresh_log_dir,
     remove_stub,
     resolve_checkpoint,
+    runs_root,
 )
 
+LOG_DIR_VAR = "MANYHEADS_LOG_DIR"  # set while a subcommand runs, for the processes ddp starts
 Link = tuple[str, str]  # ("data.<attribute>", "model.<argument>"), applied once both exist
 
 
@@ -82,7 +84,8 @@ class ManyheadsCLI(LightningCLI):
             parser.link_arguments(source, target, apply_on="instantiate")
 
     def _config(self) -> Any:
-        return self.config[self.subcommand] if self.subcommand else self.config
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
 
     def run_dir(self) -> Path:
         config = self._config()
@@ -90,16 +93,25 @@ class ManyheadsCLI(LightningCLI):
         if not name:
             configs = config.get("config") or []
             name = Path(str(configs[-1])).stem if configs else "default"
-        return RUNS_ROOT / self.app / name
+        return runs_root() / self.app / name
 
-    def before_instantiate_classes(self) -> None:
-        """``--ckpt_path best|last`` → the newest fit's file; say what a new ``fit`` does."""
-        if not self.subcommand:
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then turn ``--ckpt_path best|last`` into the newest fit's file (before Lightning
+        reads the checkpoint's hyper-parameters) and say what a new ``fit`` into a used run does."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
             return
         config, run_dir = self._config(), self.run_dir()
         if config.get("ckpt_path") in CHECKPOINT_ALIASES:
             config["ckpt_path"] = str(resolve_checkpoint(run_dir, config["ckpt_path"]))
-        if self.subcommand == "fit" and not config.get("ckpt_path") and fit_invocations(run_dir):
+        first_process = LOG_DIR_VAR not in os.environ
+        if (
+            subcommand == "fit"
+            and not config.get("ckpt_path")
+            and first_process
+            and fit_invocations(run_dir)
+        ):
             print(
                 f"{run_dir} already holds a fit; this one starts from scratch in its own folder "
                 f"(to continue training instead, pass --ckpt_path last)",
@@ -112,8 +124,13 @@ class ManyheadsCLI(LightningCLI):
         run_dir = self.run_dir()
         trainer_config = self._get(self.config_init, "trainer")
         listed = [*(trainer_config.get("callbacks") or []), *kwargs.get("callbacks", [])]
+        kwargs["callbacks"] = callbacks = list(listed)  # kwargs replace the config's list
         if trainer_config.get("logger") in (None, True):
-            self.log_dir = fresh_log_dir(run_dir, self.subcommand or "run")
+            # the processes a ddp launch starts use the folder the launching process chose
+            chosen = os.environ.get(LOG_DIR_VAR)
+            self.log_dir = (
+                Path(chosen) if chosen else fresh_log_dir(run_dir, self.subcommand or "run")
+            )
             version = self.log_dir.name
             trainer_config["logger"] = [
                 CSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version=version),
@@ -122,10 +139,11 @@ class ManyheadsCLI(LightningCLI):
         if trainer_config.get("default_root_dir") is None:
             trainer_config["default_root_dir"] = str(self.log_dir or run_dir)
         fit_validation_into_epoch(trainer_config)
-        callbacks = kwargs.setdefault("callbacks", [])
         folder = self.log_dir or run_dir
         if self.subcommand not in ("fit", None):
-            trainer_config["enable_checkpointing"] = False  # nothing to save; no stale monitor state
+            trainer_config["enable_checkpointing"] = (
+                False  # nothing to save; no stale monitor state
+            )
         elif not any(isinstance(c, RunCheckpoint) for c in listed):
             callbacks.append(
                 RunCheckpoint(folder / "checkpoints", self.model.monitor, self.model.monitor_mode)
@@ -146,12 +164,18 @@ class ManyheadsCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; a failed invocation that saved nothing leaves no folder behind. Then say where
         the run was written."""
+        launching = self.log_dir is not None and LOG_DIR_VAR not in os.environ
+        if launching:
+            os.environ[LOG_DIR_VAR] = str(self.log_dir)
         try:
             super()._run_subcommand(subcommand)
         except BaseException:
             if self.log_dir is not None and self.trainer.is_global_zero:
                 remove_stub(self.log_dir)
             raise
+        finally:
+            if launching:
+                del os.environ[LOG_DIR_VAR]
         if self.log_dir is not None and self.trainer.is_global_zero:
             print(f"{subcommand} written to {self.log_dir}")
             checkpoint = self.trainer.checkpoint_callback

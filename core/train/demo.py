@@ -12,10 +12,9 @@ import importlib
 import time
 from pathlib import Path
 
-from core.train.cli import RUNS_ROOT
+from core.train.runs import runs_root
 
 CONFIGS = Path("configs")
-REPORT = RUNS_ROOT / "demo" / "report.md"
 
 
 def discover_apps() -> list[str]:
@@ -65,11 +64,11 @@ def write_report(rows: dict[str, tuple[dict[str, float], list[Path], float]]) ->
         lines += [f"| `{name}` | {value:.4g} |" for name, value in sorted(metrics.items())]
         lines.append("")
         for fig in figures[-3:]:
-            rel = Path("..") / fig.relative_to(RUNS_ROOT)
+            rel = Path("..") / fig.relative_to(runs_root())
             lines += [f"![{app} {fig.stem}]({rel.as_posix()})", ""]
     text = "\n".join(lines)
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(text)
+    runs_root() / "demo" / "report.md".parent.mkdir(parents=True, exist_ok=True)
+    runs_root() / "demo" / "report.md".write_text(text)
     return text
 
 
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"unknown app(s) {unknown}; available: {available}")
     rows = {app: run_app(app, args.minutes) for app in (args.apps or available)}
     write_report(rows)
-    print(f"report written to {REPORT}")
+    print(f"report written to {runs_root() / 'demo' / 'report.md'}")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,16 @@ import matplotlib.pyplot as plt
 from lightning.pytorch.loggers import TensorBoardLogger
 
 
+def run_folder(trainer: L.Trainer) -> Path:
+    """This invocation's folder (config, logs, figures, predictions, results). Unlike
+    ``trainer.log_dir`` it is no collective call, so rank 0 alone may ask for it."""
+    return Path(trainer.loggers[0].log_dir if trainer.loggers else trainer.default_root_dir)
+
+
 def save_figure(fig: plt.Figure, trainer: L.Trainer, name: str) -> Path:
-    """Write ``fig`` as ``figures/<name>.png`` in the trainer's log dir, log it to TensorBoard when
+    """Write ``fig`` as ``figures/<name>.png`` in the invocation's folder, log it to TensorBoard when
     present, close it, and return the PNG path."""
-    root = Path(trainer.log_dir or trainer.default_root_dir)
-    path = root / "figures" / f"{name}.png"
+    path = run_folder(trainer) / "figures" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     for logger in trainer.loggers:

@@ -4,12 +4,18 @@ checkpoint belongs to the run that wrote it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 from core.train.errors import InputError
 
-RUNS_ROOT = Path("runs")
+
+def runs_root() -> Path:
+    """``runs/`` under the working directory, or ``$MANYHEADS_RUNS`` (tests use a temporary one)."""
+    return Path(os.environ.get("MANYHEADS_RUNS", "runs"))
+
+
 CHECKPOINT_ALIASES = ("best", "last")
 
 

@@ -7,7 +7,9 @@ import pytest
 
 from apps.pointer.geometry import convex_hull_sequence, delaunay_sequence, incenters
 from apps.pointer.readers import read_released_file
-from apps.pointer.solvers import brute_force_tsp, canonical_tour, held_karp, ortools_tsp
+from apps.pointer.solvers import canonical_tour, held_karp, ortools_tsp
+
+from .tsp_brute_force import brute_force_tsp
 
 
 def test_hull_order_matches_released_file(released_hull_5):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 from torch.utils.data import TensorDataset
 
-from core.train import AppDataModule, AppTask, as_config, cli_main
+from core.train import AppDataModule, AppTask, InputError, as_config, cli_main
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,16 @@ class ToyConfig:
 class ToyTask(AppTask):
     monitor = "val/loss"
 
-    def __init__(self, net: ToyConfig = ToyConfig(), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        net: ToyConfig = ToyConfig(),
+        interrupt_at_step: int | None = None,
+        step_seconds: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["interrupt_at_step", "step_seconds"])
+        self.interrupt_at_step, self.step_seconds = interrupt_at_step, step_seconds
         self.config = as_config(ToyConfig, net)
         self.net = torch.nn.Linear(self.config.in_dim, 1, bias=self.config.bias)
 
@@ -35,6 +43,9 @@ class ToyTask(AppTask):
         return torch.nn.functional.mse_loss(self.net(x), y)
 
     def training_step(self, batch: list[torch.Tensor], _: int) -> torch.Tensor:
+        if self.global_step == self.interrupt_at_step:
+            raise KeyboardInterrupt  # what Ctrl-C raises
+        time.sleep(self.step_seconds)
         loss = self._loss(batch)
         self.log_loss("train", loss, len(batch[0]))
         return loss
@@ -67,6 +78,8 @@ class ToyData(AppDataModule):
         self.size, self.in_dim = size, in_dim
 
     def setup(self, stage: str) -> None:
+        if self.size <= 0:
+            raise InputError(f"toy data: size must be positive, got {self.size}")
         x = torch.randn(self.size, self.in_dim, generator=torch.Generator().manual_seed(self.seed))
         data = TensorDataset(x, x.sum(1, keepdim=True))
         self.datasets = {split: data for split in ("train", "val", "test", "predict")}

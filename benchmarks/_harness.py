@@ -1,7 +1,7 @@
 """Shared benchmark helpers: median wall time (``torch.utils.benchmark``), peak memory, markdown tables.
 
-Peak memory is measured per case in a fresh process (see :func:`peak_mib`): each benchmark script builds
-its cases from a name, so ``script --peak NAME`` runs one of them alone.
+Peak memory is measured per case in a fresh process (see :func:`peak_mib`): each benchmark module builds
+its cases from a name, so ``python -m benchmarks.<name> --peak CASE`` runs one of them alone.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 import torch.utils.benchmark as tbench
 
 THREADS = 2  # the reference machine: 2 CPU cores
+REPOSITORY = Path(__file__).resolve().parents[1]  # where ``python -m benchmarks.<name>`` resolves
 
 
 def median_ms(fn: Callable[[], object], min_run_time: float = 1.0) -> float:
@@ -25,14 +26,20 @@ def median_ms(fn: Callable[[], object], min_run_time: float = 1.0) -> float:
 
 
 def peak_mib(script: str, case: str) -> float:
-    """Extra peak memory (MiB) of one call of ``case`` from ``script``, run alone in a fresh process.
+    """Extra peak memory (MiB) of one call of ``case`` from the benchmark module whose file is
+    ``script`` (pass its ``__file__``), run alone in a fresh ``python -m benchmarks.<name>`` process.
 
     On the CPU this is the resident-set high-water mark during the call (reset just before it, the inputs
     being built first) minus the resident set before it; a fresh process keeps allocator caches of earlier
     cases out of it (and forking a process whose OpenMP pool has run can deadlock).
     """
+    module = f"{__package__}.{Path(script).stem}"
     result = subprocess.run(
-        [sys.executable, script, "--peak", case], capture_output=True, text=True, check=True
+        [sys.executable, "-m", module, "--peak", case],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPOSITORY,
     )
     return float(result.stdout.strip().splitlines()[-1])
 
@@ -65,7 +72,7 @@ def _resident_kib(field: str) -> int:
 
 
 def serve_peak_request(build: Callable[[str], Callable[[], object]]) -> bool:
-    """When the script runs as ``script --peak CASE`` (from :func:`peak_mib`), measure ``build(CASE)``,
+    """When the module runs with ``--peak CASE`` (from :func:`peak_mib`), measure ``build(CASE)``,
     print the result and return True; otherwise set the thread count and return False."""
     torch.set_num_threads(THREADS)
     if "--peak" not in sys.argv:

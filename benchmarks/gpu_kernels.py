@@ -14,15 +14,11 @@ peak memory is the extra CUDA memory one call allocates. Without CUDA the script
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _harness import cuda_peak_mib, markdown_table
-
+from benchmarks._harness import cuda_peak_mib, markdown_table
 from core.ops import attention, relative_attention, scattered_linear_attention
 from core.ops.relative_attention import relative_distance_rows
 
@@ -148,7 +144,9 @@ def bench_scattered_linear() -> list[list[object]]:
 
 def main() -> None:
     if not torch.cuda.is_available():
-        print("gpu_kernels.py: skipped, no CUDA device (run it on a GPU machine: nox -s gpu)")
+        print(
+            "benchmarks.gpu_kernels: skipped, no CUDA device (run it on a GPU machine: nox -s gpu)"
+        )
         return
     torch.manual_seed(0)
     print(f"## Triton kernels on {torch.cuda.get_device_name()}\n")

@@ -9,18 +9,14 @@ PyTorch Ptr-Net measured on this machine kind (0.27 s and 0.61 s).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _harness import THREADS, markdown_table, median_ms, peak_mib, serve_peak_request
-
-from apps.pointer.model import PointerNetwork
+from apps.pointer.model import PointerConfig, PointerNetwork
+from benchmarks._harness import THREADS, markdown_table, median_ms, peak_mib, serve_peak_request
 
 HIDDEN, BATCH, POINTS = 256, 128, 50
 PUBLIC_SECONDS = {13: 0.27, 52: 0.61}  # a public Ptr-Net implementation, this machine kind
@@ -46,7 +42,8 @@ def build(case: str) -> Callable[[], None]:
     """One training step for ``"<method>/<target steps>"``."""
     method, steps = case.split("/")
     torch.manual_seed(0)
-    model = (StepLoopPointerNetwork if method == METHODS[0] else PointerNetwork)(HIDDEN)
+    network = StepLoopPointerNetwork if method == METHODS[0] else PointerNetwork
+    model = network(PointerConfig(hidden_dim=HIDDEN))
     gen = torch.Generator().manual_seed(0)
     points = torch.rand(BATCH, POINTS, 2, generator=gen)
     point_mask = torch.ones(BATCH, POINTS, dtype=torch.bool)

@@ -9,14 +9,11 @@ Targets at L = 1024: relative-term memory ≥ 8× smaller and time ≥ 3× faste
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _harness import (
+from benchmarks._harness import (
     THREADS,
     backward_step,
     markdown_table,
@@ -24,9 +21,8 @@ from _harness import (
     peak_mib,
     serve_peak_request,
 )
-
-from core.ops import relative_attention
-from core.ops.attention import attention_reference
+from core.ops import attention, relative_attention
+from core.ops.naive import shaw_relative_logits
 from core.ops.relative_attention import relative_logits
 
 BATCH, HEADS, HEAD_DIM = 1, 2, 64
@@ -35,10 +31,7 @@ PARTS = ("relative term S_rel", "attention")
 
 
 def shaw_logits(q: torch.Tensor, rel_emb: torch.Tensor) -> torch.Tensor:
-    """``S_rel[b, h, i, j] = q_i · E[h, clip(j − i)]`` through the explicit ``[H, L, L, D]`` gather."""
-    length, max_rel = q.shape[-2], (rel_emb.shape[1] - 1) // 2
-    dist = torch.arange(length)[None, :] - torch.arange(length)[:, None]
-    return torch.einsum("bhid,hijd->bhij", q, rel_emb[:, dist.clamp(-max_rel, max_rel) + max_rel])
+    return shaw_relative_logits(q, rel_emb, causal=False)
 
 
 def skew_logits(q: torch.Tensor, rel_emb: torch.Tensor) -> torch.Tensor:
@@ -47,7 +40,8 @@ def skew_logits(q: torch.Tensor, rel_emb: torch.Tensor) -> torch.Tensor:
 
 def shaw_attention(q, k, v, rel_emb):
     scale = 1 / math.sqrt(q.shape[-1])
-    return attention_reference(q, k, v, bias=shaw_logits(q, rel_emb) * scale, scale=scale)
+    bias = shaw_logits(q, rel_emb) * scale
+    return attention(q, k, v, bias=bias, scale=scale, backend="reference")
 
 
 def skew_attention(q, k, v, rel_emb):

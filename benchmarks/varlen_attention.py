@@ -7,15 +7,11 @@ the padding keys. Target: varlen ≥ 3× faster than padding.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _harness import (
+from benchmarks._harness import (
     THREADS,
     backward_step,
     markdown_table,
@@ -23,9 +19,8 @@ from _harness import (
     peak_mib,
     serve_peak_request,
 )
-
 from core.ops import varlen_attention
-from core.ops._segments import pad_segments, unpad_segments
+from core.ops.naive import padded_varlen_attention
 
 WINDOWS, MEAN_SIZE, MAX_SIZE, HEADS, HEAD_DIM = 800, 37.0, 150, 8, 24
 PASSES = ("forward", "forward + backward")
@@ -34,18 +29,6 @@ PASSES = ("forward", "forward + backward")
 def dsvt_like_sizes(gen: torch.Generator) -> torch.Tensor:
     exponential = -MEAN_SIZE * torch.rand(WINDOWS, generator=gen).log()
     return exponential.ceil().clamp(1, MAX_SIZE).long()
-
-
-def padded_attention(q, k, v, cu_seqlens):
-    """The baseline: scatter into ``[N, Lmax, H, D]``, dense SDPA with a key-padding mask, gather back."""
-    (qp, valid), (kp, _), (vp, _) = (pad_segments(x, cu_seqlens) for x in (q, k, v))
-    out = F.scaled_dot_product_attention(
-        qp.transpose(1, 2),
-        kp.transpose(1, 2),
-        vp.transpose(1, 2),
-        attn_mask=valid[:, None, None, :],
-    )
-    return unpad_segments(out.transpose(1, 2), valid)
 
 
 def varlen(q, k, v, cu_seqlens):
@@ -63,7 +46,7 @@ def problem() -> tuple[torch.Tensor, ...]:
 def build(case: str) -> Callable[[], None]:
     """A closure for ``"<varlen|padded>/<pass>"``."""
     method, which = case.split("/")
-    fn = varlen if method == "varlen" else padded_attention
+    fn = varlen if method == "varlen" else padded_varlen_attention
     q, k, v, cu_seqlens = problem()
     if which == PASSES[0]:
         return lambda: fn(q, k, v, cu_seqlens)

@@ -1,4 +1,4 @@
-"""Small helpers shared by the kernel wrappers: output buffers, dot precision, register widths."""
+"""Small helpers shared by the kernels: output buffers, dot precision, register widths, masked tiles."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 import triton
+import triton.language as tl
 
 
 def empty(
@@ -44,3 +45,21 @@ def dot_precision(dtype: torch.dtype) -> str:
 def block_size(dim: int) -> int:
     """Power-of-2 register width covering a head dim (``tl.dot`` needs at least 16); the rest is masked."""
     return max(16, triton.next_power_of_2(dim))
+
+
+@triton.jit
+def load_rows(base, rows, stride_row, num_rows, num_cols, BLOCK_COLS: tl.constexpr):  # noqa: N803
+    """Tile ``[len(rows), BLOCK_COLS]`` of the matrix at ``base`` (unit stride along a row), zeros
+    outside its ``num_rows × num_cols`` elements."""
+    cols = tl.arange(0, BLOCK_COLS)
+    inside = (rows < num_rows)[:, None] & (cols < num_cols)[None, :]
+    return tl.load(base + rows[:, None] * stride_row + cols[None, :], mask=inside, other=0.0)
+
+
+@triton.jit
+def store_rows(base, rows, stride_row, num_rows, num_cols, BLOCK_COLS: tl.constexpr, tile):  # noqa: N803
+    """Write ``tile`` (cast to the buffer's dtype) where :func:`load_rows` would read it."""
+    cols = tl.arange(0, BLOCK_COLS)
+    inside = (rows < num_rows)[:, None] & (cols < num_cols)[None, :]
+    ptrs = base + rows[:, None] * stride_row + cols[None, :]
+    tl.store(ptrs, tile.to(base.dtype.element_ty), mask=inside)

@@ -2,9 +2,12 @@
 
 Every op has a readable PyTorch reference and, where it pays, a Triton kernel; ``backend=`` (or the
 ``MANYHEADS_BACKEND`` environment variable) chooses between them. Dense ops use ``[B, H, L, D]``; packed
-ops use ``[T, H, D]`` + ``cu_seqlens``. Boolean masks mean True = may attend.
+ops use ``[T, H, D]`` + ``cu_seqlens``. Boolean masks mean True = may attend. Checks that read values
+(NaN/inf, offsets) run on CPU tensors, and on GPU tensors only under :func:`debug_checks` or
+``MANYHEADS_DEBUG=1``. The naive formulas the ops are tested against live in :mod:`core.ops.naive`.
 """
 
+from core.ops._checks import debug_checks
 from core.ops.attention import attention, causal_mask
 from core.ops.backend import resolve_backend
 from core.ops.pointer_attention import pointer_attention
@@ -17,6 +20,7 @@ __all__ = [
     "attention",
     "attention_pool",
     "causal_mask",
+    "debug_checks",
     "pointer_attention",
     "relative_attention",
     "resolve_backend",

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 
-def segment_lengths(cu_seqlens: torch.Tensor) -> torch.Tensor:
+def segment_lengths(cu_seqlens: Tensor) -> Tensor:
     """Lengths ``[N]`` (int64) of the segments described by ``cu_seqlens`` ``[N+1]``."""
     return cu_seqlens.diff().long()
 
 
-def segment_ids(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
+def segment_ids(cu_seqlens: Tensor, total: int) -> Tensor:
     """Segment index ``[T]`` (int64) of every packed token."""
     lengths = segment_lengths(cu_seqlens)
     ids = torch.arange(lengths.numel(), device=cu_seqlens.device)
     return torch.repeat_interleave(ids, lengths, output_size=total)
 
 
-def pad_segments(x: torch.Tensor, cu_seqlens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_segments(x: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
     """Scatter packed ``x`` ``[T, ...]`` into zero-padded ``[N, Lmax, ...]``; also return the validity
     mask ``[N, Lmax]`` (True = a real token). Differentiable in ``x``."""
     lengths = segment_lengths(cu_seqlens)
@@ -30,6 +31,6 @@ def pad_segments(x: torch.Tensor, cu_seqlens: torch.Tensor) -> tuple[torch.Tenso
     return padded, valid
 
 
-def unpad_segments(padded: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def unpad_segments(padded: Tensor, valid: Tensor) -> Tensor:
     """Inverse of :func:`pad_segments`: ``[N, Lmax, ...]`` back to packed ``[T, ...]``."""
     return padded[valid]

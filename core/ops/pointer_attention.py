@@ -8,9 +8,17 @@ masked to ``-inf`` so they can never be pointed at.
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from core.ops._checks import check_finite, check_floating, check_mask, check_rank, check_same
-from core.ops.backend import resolve_backend
+from core.ops._checks import (
+    check_finite,
+    check_floating,
+    check_mask,
+    check_rank,
+    check_same,
+    value_checks_enabled,
+)
+from core.ops.backend import dispatch
 
 CHUNK_ELEMENTS = 1 << 19  # ~2 MiB of fp32 activations per chunk: stays in cache
 
@@ -27,7 +35,7 @@ class AdditiveScores(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, query: torch.Tensor, keys: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, query: Tensor, keys: Tensor, v: Tensor) -> Tensor:
         ctx.save_for_backward(query, keys, v)
         scores = query.new_empty(query.shape[0], query.shape[1], keys.shape[1])
         for rows in _batch_chunks(query, keys):
@@ -36,7 +44,7 @@ class AdditiveScores(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         query, keys, v = ctx.saved_tensors
         grad_query, grad_keys = torch.empty_like(query), torch.empty_like(keys)
         grad_v = torch.zeros_like(v)
@@ -52,20 +60,20 @@ class AdditiveScores(torch.autograd.Function):
         return grad_query, grad_keys, grad_v.mul_(2.0).sub_(grad.sum())
 
 
-def _batch_chunks(query: torch.Tensor, keys: torch.Tensor) -> list[slice]:
+def _batch_chunks(query: Tensor, keys: Tensor) -> list[slice]:
     per_row = query.shape[1] * keys.shape[1] * keys.shape[2]
     step = max(1, CHUNK_ELEMENTS // max(per_row, 1))
     return [slice(start, start + step) for start in range(0, query.shape[0], step)]
 
 
-def _gates(query: torch.Tensor, keys: torch.Tensor, rows: slice) -> torch.Tensor:
+def _gates(query: Tensor, keys: Tensor, rows: slice) -> Tensor:
     """``σ(2·(query + keys))`` for a chunk of the batch: ``[b, T, N, A]``."""
     return (query[rows].unsqueeze(2) * 2.0 + keys[rows].unsqueeze(1) * 2.0).sigmoid_()
 
 
 def pointer_attention_reference(
-    query: torch.Tensor, keys: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
-) -> torch.Tensor:
+    query: Tensor, keys: Tensor, v: Tensor, mask: Tensor | None
+) -> Tensor:
     """PyTorch path: :class:`AdditiveScores` (chunked, cache-sized), then the mask."""
     scores = AdditiveScores.apply(query, keys, v)
     if mask is not None:
@@ -74,13 +82,13 @@ def pointer_attention_reference(
 
 
 def pointer_attention(
-    query: torch.Tensor,
-    keys: torch.Tensor,
-    v: torch.Tensor,
+    query: Tensor,
+    keys: Tensor,
+    v: Tensor,
     *,
-    mask: torch.Tensor | None = None,
+    mask: Tensor | None = None,
     backend: str | None = None,
-) -> torch.Tensor:
+) -> Tensor:
     """Pointer logits ``u[b, i, j] = vᵀ tanh(keys[b, j] + query[b, i])``.
 
     Args:
@@ -108,8 +116,7 @@ def pointer_attention(
     if mask is not None:
         target = (query.shape[0], query.shape[1], keys.shape[1])
         check_mask("mask", mask, target)
-        if not mask.expand(target).any(-1).all():
+        if value_checks_enabled(mask) and not mask.expand(target).any(-1).all():
             raise ValueError("mask leaves a decoder step with no input to point at")
-    resolve_backend(backend, query.device, "pointer_attention", has_kernel=False)
-    scores = pointer_attention_reference(query, keys, v, mask)
+    scores = dispatch("pointer_attention", backend, query=query, keys=keys, v=v, mask=mask)
     return scores.squeeze(1) if single_step else scores

@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import Tensor
 
-from core.ops._checks import check_floating, check_rank, check_same
+from core.ops._checks import check_finite, check_floating, check_rank, check_same
 from core.ops.attention import attention_reference, validate_dense
-from core.ops.backend import resolve_backend
+from core.ops.backend import dispatch
 
 
-def relative_distance_rows(rel_emb: torch.Tensor, length: int, causal: bool) -> torch.Tensor:
+def relative_distance_rows(rel_emb: Tensor, length: int, causal: bool) -> Tensor:
     """Rows of ``rel_emb`` ``[H, R, D]`` for the distances ``-(L-1) … 0`` (causal, M = L) or
     ``-(L-1) … L-1`` (bidirectional, M = 2L − 1), clipped to ±K: returns ``[H, M, D]``, O(L·D)."""
     max_rel = rel_emb.shape[-2] - 1 if causal else (rel_emb.shape[-2] - 1) // 2
@@ -26,7 +27,7 @@ def relative_distance_rows(rel_emb: torch.Tensor, length: int, causal: bool) -> 
     return rel_emb[:, distances.clamp(-max_rel, max_rel) + max_rel]
 
 
-def skew(qe: torch.Tensor, length: int) -> torch.Tensor:
+def skew(qe: Tensor, length: int) -> Tensor:
     """The skewing trick (§3.4.1): ``[B, H, L, M]`` indexed by distance → ``[B, H, L, L]`` indexed by key.
 
     Entry (i, j) must be column ``j − i + L − 1``; in a contiguous row-major buffer that is offset
@@ -39,38 +40,37 @@ def skew(qe: torch.Tensor, length: int) -> torch.Tensor:
     return qe.as_strided((batch, heads, length, length), strides, storage_offset=length - 1)
 
 
-def relative_logits(q: torch.Tensor, rel_emb: torch.Tensor, causal: bool) -> torch.Tensor:
+def relative_logits(q: Tensor, rel_emb: Tensor, causal: bool) -> Tensor:
     """Unscaled relative term ``S_rel[b, h, i, j] = q_i · E[clip(j − i)]``, ``[B, H, L, L]``."""
     rows = relative_distance_rows(rel_emb, q.shape[-2], causal)
     return skew(torch.einsum("bhld,hmd->bhlm", q, rows), q.shape[-2])
 
 
 def relative_attention_reference(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    rel_emb: torch.Tensor,
-    causal: bool = False,
-    mask: torch.Tensor | None = None,
-    scale: float | None = None,
-) -> torch.Tensor:
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    rel_emb: Tensor,
+    causal: bool,
+    mask: Tensor | None,
+    scale: float,
+) -> Tensor:
     """PyTorch path: skewed relative logits as an additive bias to SDPA."""
-    scale = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
     bias = relative_logits(q, rel_emb, causal) * scale
     return attention_reference(q, k, v, mask=mask, bias=bias, causal=causal, scale=scale)
 
 
 def relative_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    rel_emb: torch.Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    rel_emb: Tensor,
     *,
     causal: bool = False,
-    mask: torch.Tensor | None = None,
+    mask: Tensor | None = None,
     scale: float | None = None,
     backend: str | None = None,
-) -> torch.Tensor:
+) -> Tensor:
     """Music Transformer relative self-attention.
 
     Args:
@@ -101,11 +101,9 @@ def relative_attention(
         raise ValueError(
             f"bidirectional rel_emb needs an odd number of rows 2K+1, got R={rel_emb.shape[1]}"
         )
-    if not torch.isfinite(rel_emb).all():
-        raise ValueError("rel_emb contains NaN or inf")
+    check_finite("rel_emb", rel_emb)
     scale = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
-    if resolve_backend(backend, q.device, "relative_attention") == "triton":
-        from core.kernels.relative_attention import relative_attention_triton
-
-        return relative_attention_triton(q, k, v, rel_emb, causal=causal, mask=mask, scale=scale)
-    return relative_attention_reference(q, k, v, rel_emb, causal=causal, mask=mask, scale=scale)
+    return dispatch(
+        "relative_attention", backend,
+        q=q, k=k, v=v, rel_emb=rel_emb, causal=causal, mask=mask, scale=scale,
+    )  # fmt: skip

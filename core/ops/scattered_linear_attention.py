@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
-from core.ops._checks import check_cu_seqlens, check_finite, check_floating, check_rank, check_same
+from core.ops._checks import check_attention_inputs, check_cu_seqlens, check_same
 from core.ops._segments import pad_segments, unpad_segments
-from core.ops.backend import resolve_backend
+from core.ops.backend import dispatch
 
 DENOMINATOR_EPS = 1e-6
 
 
 def scattered_linear_attention_reference(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cu_seqlens: torch.Tensor,
-    eps: float = DENOMINATOR_EPS,
-) -> torch.Tensor:
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    cu_seqlens: Tensor,
+    eps: float,
+) -> Tensor:
     """PyTorch path: pad segments to ``[N, Lmax, H, D]`` (padding is φ-neutral: φ(0) = 0), two einsums."""
     phi_q, valid = pad_segments(F.relu(q), cu_seqlens)
     phi_k, _ = pad_segments(F.relu(k), cu_seqlens)
@@ -37,14 +38,14 @@ def scattered_linear_attention_reference(
 
 
 def scattered_linear_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cu_seqlens: torch.Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    cu_seqlens: Tensor,
     *,
     eps: float = DENOMINATOR_EPS,
     backend: str | None = None,
-) -> torch.Tensor:
+) -> Tensor:
     """ScatterFormer's SLA over packed segments.
 
     Args:
@@ -56,17 +57,9 @@ def scattered_linear_attention(
 
     Returns ``[T, H, Dv]``.
     """
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        check_rank(name, x, 3, "[T, H, D]")
-        check_floating(name, x)
-        check_finite(name, x)
-    check_same("packed lengths", q=q.shape[0], k=k.shape[0], v=v.shape[0])
-    check_same("heads", q=q.shape[1], k=k.shape[1], v=v.shape[1])
-    check_same("head dims", q=q.shape[2], k=k.shape[2])
-    check_same("dtypes", q=q.dtype, k=k.dtype, v=v.dtype)
+    check_attention_inputs(q, k, v, "[T, H, D]", length_dim=0)
+    check_same("packed lengths", q=q.shape[0], k=k.shape[0])
     check_cu_seqlens(cu_seqlens, q.shape[0])
-    if resolve_backend(backend, q.device, "scattered_linear_attention") == "triton":
-        from core.kernels.scattered_linear_attention import scattered_linear_attention_triton
-
-        return scattered_linear_attention_triton(q, k, v, cu_seqlens, eps=eps)
-    return scattered_linear_attention_reference(q, k, v, cu_seqlens, eps=eps)
+    return dispatch(
+        "scattered_linear_attention", backend, q=q, k=k, v=v, cu_seqlens=cu_seqlens, eps=eps
+    )

@@ -8,15 +8,14 @@ batch with no padding.
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from core.ops._checks import check_cu_seqlens, check_finite, check_floating, check_rank, check_same
 from core.ops._segments import segment_ids
-from core.ops.backend import resolve_backend
+from core.ops.backend import dispatch
 
 
-def segment_softmax_reference(
-    scores: torch.Tensor, cu_seqlens: torch.Tensor, mask: torch.Tensor | None = None
-) -> torch.Tensor:
+def segment_softmax_reference(scores: Tensor, cu_seqlens: Tensor, mask: Tensor | None) -> Tensor:
     """PyTorch path: per-segment max (``scatter_reduce``), exp, per-segment sum (``index_add``)."""
     seg = segment_ids(cu_seqlens, scores.shape[0])
     n = cu_seqlens.numel() - 1
@@ -31,9 +30,7 @@ def segment_softmax_reference(
     return exp / seg_sum.clamp_min(torch.finfo(exp.dtype).tiny)[seg]
 
 
-def _validate_scores(
-    scores: torch.Tensor, cu_seqlens: torch.Tensor, mask: torch.Tensor | None
-) -> None:
+def _validate_scores(scores: Tensor, cu_seqlens: Tensor, mask: Tensor | None) -> None:
     if scores.dim() < 1:
         raise ValueError("scores must be [T] or [T, ...], got a scalar")
     check_floating("scores", scores)
@@ -47,30 +44,43 @@ def _validate_scores(
 
 
 def segment_softmax(
-    scores: torch.Tensor,
-    cu_seqlens: torch.Tensor,
+    scores: Tensor,
+    cu_seqlens: Tensor,
     *,
-    mask: torch.Tensor | None = None,
+    mask: Tensor | None = None,
     backend: str | None = None,
-) -> torch.Tensor:
+) -> Tensor:
     """Softmax of ``scores`` ``[T, ...]`` within each segment of ``cu_seqlens`` (int32 ``[N+1]``).
 
     ``mask`` (boolean, shape of ``scores``, True = keep) hides instances, e.g. ACMIL's stochastic top-K
     masking; a segment with no visible instance gets all-zero weights. Returns ``[T, ...]``.
     """
     _validate_scores(scores, cu_seqlens, mask)
-    resolve_backend(backend, scores.device, "segment_softmax", has_kernel=False)
-    return segment_softmax_reference(scores, cu_seqlens, mask)
+    return dispatch("segment_softmax", backend, scores=scores, cu_seqlens=cu_seqlens, mask=mask)
+
+
+def attention_pool_reference(
+    scores: Tensor,
+    values: Tensor,
+    cu_seqlens: Tensor,
+    mask: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """PyTorch path: segment softmax, then one ``index_add`` of the weighted values ``[T, K or 1, D]``."""
+    weights = segment_softmax_reference(scores, cu_seqlens, mask)
+    seg = segment_ids(cu_seqlens, scores.shape[0])
+    pooled = values.new_zeros(cu_seqlens.numel() - 1, scores.shape[1], values.shape[-1])
+    pooled = pooled.index_add(0, seg, weights.unsqueeze(-1) * values)
+    return pooled, weights
 
 
 def attention_pool(
-    scores: torch.Tensor,
-    values: torch.Tensor,
-    cu_seqlens: torch.Tensor,
+    scores: Tensor,
+    values: Tensor,
+    cu_seqlens: Tensor,
     *,
-    mask: torch.Tensor | None = None,
+    mask: Tensor | None = None,
     backend: str | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Attention-based MIL pooling: ``z_n = Σ_{t ∈ bag n} a_t h_t`` with ``a = segment_softmax(scores)``.
 
     Args:
@@ -91,9 +101,6 @@ def attention_pool(
     check_same("instance counts", scores=scores.shape[0], values=values.shape[0])
     if values.shape[1] not in (1, scores.shape[1]):
         raise ValueError(f"values has {values.shape[1]} branches, scores {scores.shape[1]}")
-    resolve_backend(backend, scores.device, "attention_pool", has_kernel=False)
-    weights = segment_softmax_reference(scores, cu_seqlens, mask)
-    seg = segment_ids(cu_seqlens, scores.shape[0])
-    pooled = values.new_zeros(cu_seqlens.numel() - 1, scores.shape[1], values.shape[-1])
-    pooled = pooled.index_add(0, seg, weights.unsqueeze(-1) * values)
-    return pooled, weights
+    return dispatch(
+        "attention_pool", backend, scores=scores, values=values, cu_seqlens=cu_seqlens, mask=mask
+    )

@@ -11,22 +11,28 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
-from core.ops._checks import check_cu_seqlens, check_finite, check_floating, check_rank, check_same
-from core.ops.backend import resolve_backend
+from core.ops._checks import (
+    check_attention_inputs,
+    check_cu_seqlens,
+    check_same,
+    value_checks_enabled,
+)
+from core.ops.backend import dispatch
 
 BUCKET_WIDTH = 16
 
 
 def varlen_attention_reference(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cu_seqlens: torch.Tensor,
-    cu_seqlens_k: torch.Tensor | None = None,
-    causal: bool = False,
-    scale: float | None = None,
-) -> torch.Tensor:
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    cu_seqlens: Tensor,
+    cu_seqlens_k: Tensor | None,
+    causal: bool,
+    scale: float,
+) -> Tensor:
     """PyTorch path: segments are grouped into buckets of similar length (multiples of 16) and each
     bucket runs as one dense SDPA call with a key mask.
 
@@ -54,7 +60,7 @@ def varlen_attention_reference(
         return q.new_zeros(q.shape[0], q.shape[1], v.shape[2])
 
     # One gather per input for all buckets (one scatter-add each in the backward), then views.
-    def gather(x: torch.Tensor, slots: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def gather(x: Tensor, slots: list[Tensor]) -> tuple[Tensor, ...]:
         rows = x.index_select(0, torch.cat(slots))  # [Σ S·Lb, H, D]
         return rows.split([len(s) for s in slots])
 
@@ -71,16 +77,16 @@ def varlen_attention_reference(
 
 
 def varlen_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cu_seqlens: torch.Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    cu_seqlens: Tensor,
     *,
-    cu_seqlens_k: torch.Tensor | None = None,
+    cu_seqlens_k: Tensor | None = None,
     causal: bool = False,
     scale: float | None = None,
     backend: str | None = None,
-) -> torch.Tensor:
+) -> Tensor:
     """Softmax attention within each packed segment.
 
     Args:
@@ -94,14 +100,7 @@ def varlen_attention(
 
     Returns ``[T, H, Dv]``.
     """
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        check_rank(name, x, 3, "[T, H, D]")
-        check_floating(name, x)
-        check_finite(name, x)
-    check_same("heads", q=q.shape[1], k=k.shape[1], v=v.shape[1])
-    check_same("head dims", q=q.shape[2], k=k.shape[2])
-    check_same("packed key lengths", k=k.shape[0], v=v.shape[0])
-    check_same("dtypes", q=q.dtype, k=k.dtype, v=v.dtype)
+    check_attention_inputs(q, k, v, "[T, H, D]", length_dim=0)
     check_cu_seqlens(cu_seqlens, q.shape[0])
     if cu_seqlens_k is None:
         check_same(
@@ -112,13 +111,14 @@ def varlen_attention(
         check_same(
             "segment counts", cu_seqlens=cu_seqlens.numel(), cu_seqlens_k=cu_seqlens_k.numel()
         )
-        if causal and not torch.equal(cu_seqlens.long(), cu_seqlens_k.long()):
+        if (
+            causal
+            and value_checks_enabled(cu_seqlens)
+            and not torch.equal(cu_seqlens.long(), cu_seqlens_k.long())
+        ):
             raise ValueError("causal varlen attention needs cu_seqlens_k equal to cu_seqlens")
     scale = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
-    if resolve_backend(backend, q.device, "varlen_attention") == "triton":
-        from core.kernels.varlen_attention import varlen_attention_triton
-
-        return varlen_attention_triton(
-            q, k, v, cu_seqlens, cu_seqlens_k=cu_seqlens_k, causal=causal, scale=scale
-        )
-    return varlen_attention_reference(q, k, v, cu_seqlens, cu_seqlens_k, causal=causal, scale=scale)
+    return dispatch(
+        "varlen_attention", backend,
+        q=q, k=k, v=v, cu_seqlens=cu_seqlens, cu_seqlens_k=cu_seqlens_k, causal=causal, scale=scale,
+    )  # fmt: skip

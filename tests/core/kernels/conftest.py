@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 RUN_COMMAND = 'TRITON_INTERPRET=1 python -m pytest tests/core/kernels -m "kernels and not gpu"'
 
-# Max abs error relative to the fp64 output's largest magnitude (DESIGN.md, Tolerances). The scale has a
+# Max abs error relative to the fp64 output's largest magnitude (docs/core.md, Backends). The scale has a
 # floor: inputs are unit normals, so a gradient that is exactly zero in exact arithmetic (a query with a
 # single key) still carries rounding noise the size of its O(1) terms.
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}
@@ -112,7 +112,7 @@ def _run(
 @pytest.fixture
 def assert_matches(poisoned_buffers: list[torch.Size]) -> Callable:
     """``assert_matches(kernel_fn, reference_fn, inputs, dtype, device)`` checks the kernel's output and
-    the gradients of all floating inputs against the reference op in fp64 (see DESIGN.md Tolerances)."""
+    the gradients of all floating inputs against the reference op in fp64 (docs/core.md, Backends)."""
 
     def check(kernel_fn: Callable, reference_fn: Callable, inputs, dtype, device: str) -> None:
         before = len(poisoned_buffers)

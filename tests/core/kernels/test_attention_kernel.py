@@ -1,11 +1,15 @@
-"""Dense attention kernel (core.kernels.attention) against the SDPA reference, and the op's dispatch."""
+"""Dense attention kernel (core.kernels.flash_attention) against the SDPA reference, and the op's
+dispatch through the backend table."""
 
 from __future__ import annotations
+
+import inspect
 
 import pytest
 import torch
 
 from core.ops import attention
+from core.ops.backend import OPS, load
 
 pytestmark = pytest.mark.kernels
 
@@ -86,13 +90,21 @@ def test_non_contiguous_inputs(gen, assert_matches, device):
     assert_matches(run("triton"), run("reference"), [q, k, v], torch.float32, device)
 
 
+def test_every_kernel_in_the_table_takes_its_references_arguments():
+    for op, entry in OPS.items():
+        if entry.triton is not None:
+            reference = inspect.signature(load(entry.reference)).parameters
+            kernel = inspect.signature(load(entry.triton)).parameters
+            assert set(reference) <= set(kernel), op
+
+
 def test_auto_backend_on_cpu_runs_the_reference(gen, monkeypatch):
-    import core.kernels.attention as kernel_module
+    import core.kernels.flash_attention as kernel_module
 
     def refuse(*args, **kwargs):
         raise AssertionError("backend='auto' must not run the Triton kernel for CPU tensors")
 
-    monkeypatch.setattr(kernel_module, "attention_triton", refuse)
+    monkeypatch.setattr(kernel_module, "flash_attention", refuse)
     q = _rand(gen, 1, 1, 5, 16)
     torch.testing.assert_close(
         attention(q, q, q, backend="auto"), attention(q, q, q, backend="reference")
@@ -101,16 +113,16 @@ def test_auto_backend_on_cpu_runs_the_reference(gen, monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU interpreter path")
 def test_triton_backend_on_cpu_runs_the_kernel(gen, monkeypatch):
-    import core.kernels.attention as kernel_module
+    import core.kernels.flash_attention as kernel_module
 
     calls = []
-    real = kernel_module.attention_triton
+    real = kernel_module.flash_attention
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(kernel_module, "attention_triton", spy)
+    monkeypatch.setattr(kernel_module, "flash_attention", spy)
     q = _rand(gen, 1, 1, 5, 16).float()
     out = attention(q, q, q, causal=True, backend="triton")
     assert len(calls) == 1 and calls[0]["causal"] is True and calls[0]["scale"] == 0.25

@@ -1,4 +1,4 @@
-"""Fused relative-attention kernel (core.kernels.relative_attention) against the skewing reference."""
+"""Fused relative attention (core.kernels.flash_attention with rel_emb) against the skewing reference."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Varlen attention kernel (core.kernels.varlen_attention) against the bucketed SDPA reference."""
+"""Varlen attention kernel (core.kernels.flash_attention) against the bucketed SDPA reference."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from core.ops import attention, causal_mask
-from tests.core.ops.naive import softmax_attention
+from core.ops.naive import softmax_attention
 
 
 def rand(gen, *shape, dtype=torch.float64):

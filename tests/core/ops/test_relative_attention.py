@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from core.ops import attention, causal_mask, relative_attention
+from core.ops.naive import shaw_relative_logits, softmax_attention
 from core.ops.relative_attention import relative_logits
-from tests.core.ops.naive import shaw_relative_logits, softmax_attention
 
 
 @pytest.mark.parametrize("causal", [False, True])

@@ -9,8 +9,9 @@ from core.train.cli import ManyheadsCLI, cli_main
 LINKS = [("data.problem", "model.problem")]
 
 
-def main(args: list[str] | None = None) -> ManyheadsCLI:
-    return cli_main(PointerTask, PointerDataModule, "pointer", args=args, links=LINKS)
+def main(args: list[str] | None = None, run: bool = True) -> ManyheadsCLI:
+    """The app's CLI; ``args`` replaces ``sys.argv``, ``run=False`` only builds the objects."""
+    return cli_main(PointerTask, PointerDataModule, "pointer", args=args, links=LINKS, run=run)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,11 @@ from apps.pointer.plots import examples_figure
 from core.train import AppTask, as_config
 
 
+def target_count(batch: PointBatch) -> torch.Tensor:
+    """The target positions the per-token loss averages over (EOS included, padding not)."""
+    return (batch.targets != IGNORE_INDEX).sum()
+
+
 class PointerTask(AppTask):
     """Train a :class:`PointerNetwork` with teacher forcing (cross-entropy over the pointer
     distribution) and evaluate it by decoding.
@@ -77,11 +82,11 @@ class PointerTask(AppTask):
 
     def training_step(self, batch: PointBatch, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
-        self.log_loss("train", loss, len(batch))
+        self.log_loss("train", loss, target_count(batch))
         return loss
 
     def _evaluate(self, batch: PointBatch, stage: str) -> list[np.ndarray]:
-        self.log_loss(stage, self.loss(batch), len(batch))
+        self.log_loss(stage, self.loss(batch), target_count(batch))
         predictions = self.decode(batch)
         self.metrics[f"{stage}_metrics"].update(batch.raw_points, predictions, batch.raw_targets)
         self.keep_examples(list(zip(batch.raw_points, predictions, batch.raw_targets, strict=True)))

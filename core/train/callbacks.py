@@ -64,14 +64,15 @@ class RunCheckpoint(ModelCheckpoint):
 
 class ExampleFigures(Callback):
     """After each validation and test epoch, on rank 0, save the task's ``draw_examples`` figures as
-    ``figures/<stage>_<name>_step<global step>.png`` (and to TensorBoard)."""
+    ``figures/<stage>_<name>_step<S>.png`` (and to TensorBoard), S = the optimiser steps behind the
+    evaluated weights."""
 
     def _draw(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
         examples, task.examples = task.examples, []
         if trainer.sanity_checking or not trainer.is_global_zero or not examples:
             return
         for name, figure in task.draw_examples(stage, examples).items():
-            save_figure(figure, trainer, f"{stage}_{name}_step{trainer.global_step:06d}")
+            save_figure(figure, trainer, f"{stage}_{name}_step{task.trained_steps:06d}")
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pl_module.examples = []

@@ -119,8 +119,7 @@ class ManyheadsCLI(LightningCLI):
             )
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """Loggers, the shared callbacks and a validation interval that fits a shortened epoch,
-        unless the config sets its own."""
+        """Loggers and the shared callbacks, unless the config lists its own."""
         run_dir = self.run_dir()
         trainer_config = self._get(self.config_init, "trainer")
         listed = [*(trainer_config.get("callbacks") or []), *kwargs.get("callbacks", [])]
@@ -138,7 +137,6 @@ class ManyheadsCLI(LightningCLI):
             ]
         if trainer_config.get("default_root_dir") is None:
             trainer_config["default_root_dir"] = str(self.log_dir or run_dir)
-        fit_validation_into_epoch(trainer_config)
         folder = self.log_dir or run_dir
         if self.subcommand not in ("fit", None):
             trainer_config["enable_checkpointing"] = (
@@ -181,17 +179,6 @@ class ManyheadsCLI(LightningCLI):
             checkpoint = self.trainer.checkpoint_callback
             if subcommand == "fit" and checkpoint is not None and checkpoint.best_model_path:
                 print(f"best checkpoint: {checkpoint.best_model_path}")
-
-
-def fit_validation_into_epoch(trainer_config: dict[str, Any]) -> None:
-    """An integer ``val_check_interval`` larger than an integer ``limit_train_batches`` would make
-    Lightning refuse to start: validate at the end of each shortened epoch instead."""
-    interval, limit = (
-        trainer_config.get("val_check_interval"),
-        trainer_config.get("limit_train_batches"),
-    )
-    if isinstance(interval, int) and isinstance(limit, int) and 0 < limit < interval:
-        trainer_config["val_check_interval"] = limit
 
 
 def cli_main(

@@ -62,6 +62,7 @@ class AppTask(L.LightningModule):
         self.scheduler_interval, self.figure_examples = scheduler_interval, figure_examples
         self.losses = torch.nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
         self.examples: list[Any] = []
+        self.checkpoint_step = 0
 
     def save_hyperparameters(self, *args: Any, ignore: Sequence[str] = (), **kwargs: Any) -> None:
         """Lightning's, minus the base's run options, with config dataclasses stored as plain dicts
@@ -84,14 +85,25 @@ class AppTask(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Evaluating a checkpoint needs its weights, not the state of the callbacks that trained it."""
+        """Evaluating a checkpoint needs its weights, not the state of the callbacks that trained it;
+        keep its step count for naming what the evaluation writes."""
+        self.checkpoint_step = int(checkpoint.get("global_step", 0))
         if self._trainer is not None and self.trainer.state.fn != "fit":
             checkpoint.pop("callbacks", None)
 
-    def log_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
-        """``<stage>/loss``: a running mean weighted by batch size, synchronised across processes."""
+    @property
+    def trained_steps(self) -> int:
+        """Optimiser steps behind the current weights: the running fit's, or the loaded checkpoint's."""
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            return self.trainer.global_step
+        return self.checkpoint_step
+
+    def log_loss(self, stage: str, loss: torch.Tensor, weight: int | torch.Tensor) -> None:
+        """``<stage>/loss``: a running mean synchronised across processes, each batch's ``loss``
+        weighted by the number of terms it averages (instances, or tokens for a per-token loss), so
+        the epoch value is the same however the data is split into batches and processes."""
         metric = self.losses[f"{stage}_loss"]
-        metric(loss.detach(), batch_size)  # forward: the step value for the progress bar too
+        metric(loss.detach(), weight)  # forward: the step value for the progress bar too
         on_step = stage == "train"
         self.log(f"{stage}/loss", metric, on_step=on_step, on_epoch=not on_step, prog_bar=True)
 

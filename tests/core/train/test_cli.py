@@ -150,17 +150,10 @@ def test_user_errors_are_one_line_with_exit_status_2(config, args, message):
     assert result.stderr.strip().splitlines()[-1].startswith(message)
 
 
-def test_shortened_epoch_fits_the_validation_interval(config):
-    cli = main(["fit", "-c", str(config), "--trainer.val_check_interval", "200",
-                "--trainer.limit_train_batches", "2", "--trainer.max_epochs", "1"])  # fmt: skip
-    assert cli.trainer.global_step == 2
-    assert any(row.get("val/loss") for row in read_metrics(RUN / "fit/metrics.csv"))
-
-
 def test_listed_progress_bar_and_lr_monitor_are_not_doubled(config):
+    listed = ["--trainer.callbacks+=TQDMProgressBar", "--trainer.callbacks+=LearningRateMonitor"]
     cli = main(["fit", "-c", str(config), "--trainer.max_epochs", "1",
-                "--trainer.enable_progress_bar", "true",
-                "--trainer.callbacks+=TQDMProgressBar", "--trainer.callbacks+=LearningRateMonitor"])  # fmt: skip
+                "--trainer.enable_progress_bar", "true", *listed])  # fmt: skip
     bars = [c for c in cli.trainer.callbacks if isinstance(c, ProgressBar)]
     monitors = [c for c in cli.trainer.callbacks if isinstance(c, LearningRateMonitor)]
     assert len(bars) == 1 and isinstance(bars[0], TQDMProgressBar)

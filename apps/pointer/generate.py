@@ -7,6 +7,7 @@ offsets), so it is generated once and every epoch and every later run reads it b
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,8 @@ def cached_set(
     path.parent.mkdir(parents=True, exist_ok=True)
     flat_points, point_offsets = _pack(points)
     flat_targets, target_offsets = _pack(targets)
-    partial = path.with_suffix(".tmp.npz")
+    # one temporary file per process: ddp ranks may generate the same set at once
+    partial = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(
         partial,
         points=flat_points,
@@ -100,5 +102,5 @@ def cached_set(
         targets=flat_targets,
         target_offsets=target_offsets,
     )
-    partial.rename(path)  # a crash mid-write never leaves a truncated cache behind
+    os.replace(partial, path)  # atomic: a crash mid-write never leaves a truncated cache behind
     return points, targets

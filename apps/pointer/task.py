@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,7 +16,9 @@ from apps.pointer.data import IGNORE_INDEX, PointBatch, TsplibCase
 from apps.pointer.decode import beam_search
 from apps.pointer.metrics import RECORDS, PointerMetrics, tsplib_summary
 from apps.pointer.model import PointerConfig, PointerNetwork
-from apps.pointer.plots import examples_figure
+from apps.pointer.plots import examples_figure, pointer_steps_figure
+from core.inspect import Recording
+from core.nn import PointerAttention
 from core.train import AppTask, as_config
 
 
@@ -130,6 +134,26 @@ class PointerTask(AppTask):
         record = RECORDS[self.problem]
         correct = [record(*example)["correct"] for example in examples]
         return {"examples": examples_figure(self.problem, points, predictions, targets, correct)}
+
+    def render_attention(self, recording: Recording, out_dir: Path) -> list[Path]:
+        """Hook of ``core.inspect.AttentionInspector``: the pointer distribution at every decoding
+        step of the first instances of the first recorded batch (with beams: beam slot 0)."""
+        (layer,) = recording.layer_names(PointerAttention)
+        decodings = [
+            kept
+            for kept in recording.weights.get(layer, [])
+            if kept.steps > 1 and kept.batch_index == 0  # steps > 1: decoded, not teacher-forced
+        ]
+        if not decodings:
+            return []
+        batch = recording.batches[0]
+        count = min(4, len(batch))
+        steps = [decodings[0].weights[i * self.beam_width][0].numpy() for i in range(count)]
+        figure = pointer_steps_figure(batch.raw_points[:count], steps)
+        path = out_dir / "pointer_steps.png"
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        return [path]
 
     def evaluation_protocol(self) -> dict[str, Any]:
         return {

@@ -7,7 +7,7 @@ Masks are boolean, True = may attend. ``torch.nn.MultiheadAttention`` uses the o
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import nn
@@ -16,6 +16,86 @@ from core.ops import attention, causal_mask, relative_attention, varlen_attentio
 from core.ops._checks import check_mask
 
 RelativeKind = Literal["bidirectional", "causal"]
+
+
+class AttentionRecorder(Protocol):
+    """What the attention modules hand an active recorder (``core.inspect``) instead of calling the op.
+
+    Each method takes the calling module and the op's inputs and returns the op's output, computed
+    through a reference path that materialises the attention weights so they can be recorded.
+    """
+
+    def attention(
+        self,
+        module: nn.Module,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        mask: torch.Tensor | None,
+        bias: torch.Tensor | None,
+        causal: bool,
+        self_attention: bool,
+    ) -> torch.Tensor: ...
+
+    def relative_attention(
+        self,
+        module: nn.Module,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        rel_emb: torch.Tensor,
+        *,
+        causal: bool,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor: ...
+
+    def varlen_attention(
+        self,
+        module: nn.Module,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cu_seqlens: torch.Tensor,
+        *,
+        cu_seqlens_k: torch.Tensor | None,
+        causal: bool,
+        self_attention: bool,
+    ) -> torch.Tensor: ...
+
+    def pointer_attention(
+        self,
+        module: nn.Module,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor: ...
+
+    def attention_pool(
+        self,
+        module: nn.Module,
+        scores: torch.Tensor,
+        values: torch.Tensor,
+        cu_seqlens: torch.Tensor,
+        *,
+        mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class RecorderSlot:
+    """The active :class:`AttentionRecorder`, or None (the default): nothing is recorded.
+
+    ``core.inspect`` fills it while recording; :class:`MultiHeadAttention`, ``PointerAttention`` and
+    ``AttentionPool`` read it once per forward, so inspection costs one attribute lookup when inactive.
+    """
+
+    def __init__(self) -> None:
+        self.active: AttentionRecorder | None = None
+
+
+RECORDER = RecorderSlot()
 
 
 def key_padding_to_attention_mask(valid: torch.Tensor) -> torch.Tensor:
@@ -175,7 +255,19 @@ class MultiHeadAttention(nn.Module):
         causal: bool,
     ) -> torch.Tensor:
         q, k, v = (t.transpose(1, 2) for t in self._project(x, context, packed=False))
-        if self.rel_emb is None:
+        recorder = RECORDER.active
+        if self.rel_emb is None and recorder is not None:
+            out = recorder.attention(
+                self,
+                q,
+                k,
+                v,
+                mask=mask,
+                bias=attn_bias,
+                causal=causal,
+                self_attention=context is None,
+            )
+        elif self.rel_emb is None:
             out = attention(q, k, v, mask=mask, bias=attn_bias, causal=causal, backend=self.backend)
         else:
             if context is not None or attn_bias is not None:
@@ -203,8 +295,14 @@ class MultiHeadAttention(nn.Module):
                 check_mask("mask", mask, (q.shape[0], self.n_heads, length, length))
             tri = causal_mask(length, length, q.device)
             mask = tri if mask is None else mask & tri
+        causal_table = self.relative == "causal"
+        recorder = RECORDER.active
+        if recorder is not None:
+            return recorder.relative_attention(
+                self, q, k, v, rel_emb, causal=causal_table, mask=mask
+            )
         return relative_attention(
-            q, k, v, rel_emb, causal=self.relative == "causal", mask=mask, backend=self.backend
+            q, k, v, rel_emb, causal=causal_table, mask=mask, backend=self.backend
         )
 
     def _forward_packed(
@@ -229,13 +327,26 @@ class MultiHeadAttention(nn.Module):
         if context_cu_seqlens is not None and context is None:
             raise ValueError("context_cu_seqlens given without context")
         q, k, v = self._project(x, context, packed=True)
-        out = varlen_attention(
-            q,
-            k,
-            v,
-            cu_seqlens,
-            cu_seqlens_k=context_cu_seqlens,
-            causal=causal,
-            backend=self.backend,
-        )
+        recorder = RECORDER.active
+        if recorder is not None:
+            out = recorder.varlen_attention(
+                self,
+                q,
+                k,
+                v,
+                cu_seqlens,
+                cu_seqlens_k=context_cu_seqlens,
+                causal=causal,
+                self_attention=context is None,
+            )
+        else:
+            out = varlen_attention(
+                q,
+                k,
+                v,
+                cu_seqlens,
+                cu_seqlens_k=context_cu_seqlens,
+                causal=causal,
+                backend=self.backend,
+            )
         return self._merge(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.nn.attention import RECORDER
 from core.ops.pointer_attention import pointer_attention
 
 
@@ -33,4 +34,8 @@ class PointerAttention(nn.Module):
     ) -> torch.Tensor:
         """Logits [B, T, N] (or [B, N] for one step [B, dec_dim]); ``keys`` from ``project_keys``;
         ``mask`` True = may be pointed at, -inf elsewhere."""
-        return pointer_attention(self.W2(decoder_states), keys, self.v, mask=mask)
+        query = self.W2(decoder_states)
+        recorder = RECORDER.active
+        if recorder is not None:
+            return recorder.pointer_attention(self, query, keys, self.v, mask=mask)
+        return pointer_attention(query, keys, self.v, mask=mask)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.nn.attention import RECORDER
 from core.ops import attention_pool
 
 
@@ -98,5 +99,9 @@ class AttentionPool(nn.Module):
             mask = None if mask is None else mask.flatten(0, 1)
         elif cu_seqlens is None:
             raise ValueError("packed h [T, in_dim] needs cu_seqlens [N+1] (bag offsets)")
-        pooled, weights = attention_pool(self.scores(h), h, cu_seqlens, mask=mask)
+        scores, recorder = self.scores(h), RECORDER.active
+        if recorder is not None:
+            pooled, weights = recorder.attention_pool(self, scores, h, cu_seqlens, mask=mask)
+        else:
+            pooled, weights = attention_pool(scores, h, cu_seqlens, mask=mask)
         return pooled, weights.view(*instances, self.n_branches)

@@ -2,13 +2,22 @@
 
 Peak memory is measured per case in a fresh process (see :func:`peak_mib`): each benchmark module builds
 its cases from a name, so ``python -m benchmarks.<name> --peak CASE`` runs one of them alone.
+Timings are only as good as the machine is idle: :class:`MachineLoad` records the load around a table and
+says when its numbers must not be recorded.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import resource
+import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,6 +25,8 @@ import torch.utils.benchmark as tbench
 
 THREADS = 2  # the reference machine: 2 CPU cores
 REPOSITORY = Path(__file__).resolve().parents[1]  # where ``python -m benchmarks.<name>`` resolves
+IDLE_LOAD = 0.5  # 1-minute load average of an idle machine, at most
+IDLE_OTHER_CORES = 0.1  # CPU other processes may use during a table (cores on average), at most
 
 
 def median_ms(fn: Callable[[], object], min_run_time: float = 1.0) -> float:
@@ -25,9 +36,86 @@ def median_ms(fn: Callable[[], object], min_run_time: float = 1.0) -> float:
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
-def peak_mib(script: str, case: str) -> float:
+def alternating_median_s(
+    cases: Mapping[str, Callable[[], object]], rounds: int
+) -> dict[str, float]:
+    """Median seconds per call of each case, the cases called in turn ``rounds`` times (after one
+    warm-up call each), so that a change in the machine's speed reaches them all alike."""
+    for fn in cases.values():
+        fn()
+    seconds: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in seconds.items()}
+
+
+@dataclass
+class MachineLoad:
+    """The load around one table: 1-minute load averages before and after it, what this process's
+    own threads explain of the one after, and the CPU other processes used meanwhile (from
+    ``/proc/stat``: busy and stolen time of the whole machine minus this process and its children)."""
+
+    before: float
+    after: float
+    own_share: float  # of ``after``: what the load average would be if only this process had run
+    other_cores: float  # other processes' CPU use during the table, in cores (NaN without /proc)
+
+    @property
+    def idle(self) -> bool:
+        """Whether the table's timings may be recorded."""
+        others_quiet = math.isnan(self.other_cores) or self.other_cores <= IDLE_OTHER_CORES
+        return others_quiet and self.after <= self.own_share + IDLE_LOAD
+
+    def report(self) -> str:
+        others = "unknown" if math.isnan(self.other_cores) else f"{self.other_cores:.2f}"
+        line = (
+            f"machine load: 1-minute average {self.before:.2f} before, {self.after:.2f} after "
+            f"(this run alone would leave {self.own_share:.2f}); other processes used {others} "
+            "cores meanwhile"
+        )
+        if self.idle:
+            return line
+        return line + "\nLOADED MACHINE — do not record these numbers; rerun on an idle machine"
+
+
+@contextmanager
+def watch_load() -> Iterator[list[MachineLoad]]:
+    """Measure :class:`MachineLoad` around the block; the list it yields holds it afterwards."""
+    result: list[MachineLoad] = []
+    before, busy, own, start = os.getloadavg()[0], _machine_busy_s(), _own_cpu_s(), time.time()
+    yield result
+    elapsed = max(time.time() - start, 1e-9)
+    decay = math.exp(-elapsed / 60.0)  # the kernel's 1-minute average, sampled continuously
+    own_cores = (_own_cpu_s() - own) / elapsed
+    other = (_machine_busy_s() - busy - (_own_cpu_s() - own)) / elapsed
+    after = os.getloadavg()[0]
+    result.append(MachineLoad(before, after, before * decay + own_cores * (1 - decay), other))
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process (all threads) and its finished children (peak-memory runs)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy or stolen by the hypervisor, from ``/proc/stat``
+    (NaN where it is missing)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return math.nan
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_mib(script: str, case: str, extra_args: Sequence[str] = ()) -> float:
     """Extra peak memory (MiB) of one call of ``case`` from the benchmark module whose file is
-    ``script`` (pass its ``__file__``), run alone in a fresh ``python -m benchmarks.<name>`` process.
+    ``script`` (pass its ``__file__``), run alone in a fresh ``python -m benchmarks.<name>`` process
+    (with ``extra_args`` after ``--peak CASE``).
 
     On the CPU this is the resident-set high-water mark during the call (reset just before it, the inputs
     being built first) minus the resident set before it; a fresh process keeps allocator caches of earlier
@@ -35,7 +123,7 @@ def peak_mib(script: str, case: str) -> float:
     """
     module = f"{__package__}.{Path(script).stem}"
     result = subprocess.run(
-        [sys.executable, "-m", module, "--peak", case],
+        [sys.executable, "-m", module, "--peak", case, *extra_args],
         capture_output=True,
         text=True,
         check=True,

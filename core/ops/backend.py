@@ -14,6 +14,13 @@ kernel supports and when ``"auto"`` prefers it. An op validates its inputs and h
   interpreter, an op without a kernel, inputs it does not support) — never a silent fallback.
 
 The result must not depend on the backend beyond the tolerances in the core guide (docs/core.md).
+
+Under autocast (``torch.autocast``, Lightning's ``bf16-mixed``) each entry's ``autocast`` field says how
+the op computes, whichever implementation runs: ``"low_precision"`` in autocast's dtype (softmax
+attention: the kernels accumulate in fp32), ``"fp32"`` in fp32 (ops whose sums cancel or accumulate over
+many terms, where bf16 loses the result). :func:`dispatch` casts the floating-point inputs and runs the
+implementation with autocast off. Where the device has no native arithmetic in autocast's dtype (a CPU
+without AVX-512), ``"low_precision"`` ops compute in fp32 too (:func:`low_precision_dtype`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch
 from torch import Tensor
 
 Backend = Literal["auto", "reference", "triton"]
+AutocastPolicy = Literal["low_precision", "fp32"]
 BACKENDS: tuple[str, ...] = ("auto", "reference", "triton")
 ENV_VAR = "MANYHEADS_BACKEND"
 MAX_KERNEL_HEAD_DIM = 128
@@ -61,6 +69,7 @@ class OpImplementations:
     supports: Callable[..., bool] = _head_dims_fit  # can the kernel take these arguments?
     kernel_limits: str = f"head dims (of q and v) up to {MAX_KERNEL_HEAD_DIM}"  # for the error
     auto_prefers_kernel: Callable[..., bool] = _any_inputs  # under "auto" on CUDA
+    autocast: AutocastPolicy = "low_precision"  # how it computes inside autocast
 
 
 _FLASH = "core.kernels.flash_attention:flash_attention"  # one kernel family, three ops
@@ -79,10 +88,16 @@ OPS: dict[str, OpImplementations] = {
         "core.ops.scattered_linear_attention:scattered_linear_attention_reference",
         "core.kernels.scattered_linear_attention:scattered_linear_attention_triton",
     ),
-    "segment_softmax": OpImplementations("core.ops.segment_softmax:segment_softmax_reference"),
-    "attention_pool": OpImplementations("core.ops.segment_softmax:attention_pool_reference"),
+    # sums over a whole bag (index_add) or segment: bf16 would accumulate them with 8-bit mantissas
+    "segment_softmax": OpImplementations(
+        "core.ops.segment_softmax:segment_softmax_reference", autocast="fp32"
+    ),
+    "attention_pool": OpImplementations(
+        "core.ops.segment_softmax:attention_pool_reference", autocast="fp32"
+    ),
+    # the query gradient sums terms that cancel (the softmax gradient sums to zero over the keys)
     "pointer_attention": OpImplementations(
-        "core.ops.pointer_attention:pointer_attention_reference"
+        "core.ops.pointer_attention:pointer_attention_reference", autocast="fp32"
     ),
 }
 
@@ -144,10 +159,49 @@ def load(implementation: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
+@functools.cache
+def _cpu_computes_natively(dtype: torch.dtype) -> bool:
+    """Whether oneDNN has kernels in ``dtype`` on this CPU (bf16: AVX-512 or Arm BF16; fp16: AVX-512
+    FP16 or AMX). Elsewhere PyTorch emulates them: a 1024² bf16 matrix product ran ~100× slower than
+    fp32 on a 2-core AVX2 machine, and oneDNN builds no bf16 LSTM there (autocast's LSTM raises)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return dtype == torch.float16 and bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+
+
+def low_precision_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype ``"low_precision"`` ops compute in on ``device``: autocast's dtype when autocast is
+    on there and the device computes in it natively; None otherwise (autocast off, or emulated: then
+    inside autocast they compute in fp32, which is faster and more precise)."""
+    if not torch.is_autocast_enabled(device.type):
+        return None
+    dtype = torch.get_autocast_dtype(device.type)
+    if device.type == "cpu" and not _cpu_computes_natively(dtype):
+        return None
+    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        return None
+    return dtype
+
+
+def _cast_floating(arguments: Mapping[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+    return {
+        name: value.to(dtype) if isinstance(value, Tensor) and value.is_floating_point() else value
+        for name, value in arguments.items()
+    }
+
+
 def dispatch(op: str, backend: str | None, **arguments: Any) -> Any:
     """Run ``op`` on validated ``arguments`` (by name; the first one's device decides) with the
-    implementation :func:`resolve_backend` picks."""
+    implementation :func:`resolve_backend` picks — inside autocast, in the dtype its entry's
+    ``autocast`` policy gives, with autocast off."""
     device = next(iter(arguments.values())).device
     entry = OPS[op]
     use_kernel = resolve_backend(backend, device, op, arguments) == "triton"
-    return load(entry.triton if use_kernel and entry.triton else entry.reference)(**arguments)
+    implementation = load(entry.triton if use_kernel and entry.triton else entry.reference)
+    if not torch.is_autocast_enabled(device.type):
+        return implementation(**arguments)
+    low_precision = low_precision_dtype(device) if entry.autocast == "low_precision" else None
+    with torch.autocast(device.type, enabled=False):
+        return implementation(**_cast_floating(arguments, low_precision or torch.float32))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -439,22 +439,8 @@ class Recording:
         return True
 
 
-def record(
-    model: nn.Module,
-    mode: Mode = "stats",
-    *,
-    top_k: int = TOP_K,
-    limits: WeightLimits | None = None,
-    redistribution: Redistribution | None = None,
-    positions: torch.Tensor | None = None,
-) -> Recording:
+def record(model: nn.Module, mode: Mode = "stats", **options: Any) -> Recording:
     """``with record(model) as recording:`` — record the attention of ``model``'s core modules in the
-    forwards run inside the block; arguments as :class:`Recording`."""
-    return Recording(
-        model,
-        mode,
-        top_k=top_k,
-        limits=limits,
-        redistribution=redistribution,
-        positions=positions,
-    )
+    forwards run inside the block; ``options`` as :class:`Recording` (``top_k``, ``limits``,
+    ``redistribution``, ``positions``)."""
+    return Recording(model, mode, **options)

@@ -103,7 +103,7 @@ def _exponentials_pay(query: Tensor, keys: Tensor) -> bool:
     steps, points = query.shape[1], keys.shape[1]
     if query.device.type != "cpu" or not query.numel() or steps * points <= 4 * (steps + points):
         return False
-    largest = float(torch.stack([query.abs().amax(), keys.abs().amax()]).sum())
+    largest = float(torch.stack([query.detach().abs().amax(), keys.detach().abs().amax()]).sum())
     return 2.0 * largest < math.log(torch.finfo(query.dtype).max) - 1.0
 
 

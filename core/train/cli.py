@@ -138,10 +138,8 @@ class ManyheadsCLI(LightningCLI):
         if trainer_config.get("default_root_dir") is None:
             trainer_config["default_root_dir"] = str(self.log_dir or run_dir)
         folder = self.log_dir or run_dir
-        if self.subcommand not in ("fit", None):
-            trainer_config["enable_checkpointing"] = (
-                False  # nothing to save; no stale monitor state
-            )
+        if self.subcommand not in ("fit", None):  # nothing to save, no stale monitor state
+            trainer_config["enable_checkpointing"] = False
         elif not any(isinstance(c, RunCheckpoint) for c in listed):
             callbacks.append(
                 RunCheckpoint(folder / "checkpoints", self.model.monitor, self.model.monitor_mode)

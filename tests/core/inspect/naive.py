@@ -51,20 +51,6 @@ def bottom_right_causal(len_q: int, len_k: int) -> torch.Tensor:
     return allowed
 
 
-def shaw_relative_logits(
-    q: torch.Tensor, rel_emb: torch.Tensor, causal_table: bool
-) -> torch.Tensor:
-    """``q_i · E[clip(j − i)]`` with the explicit ``[L, L, D]`` gather of Shaw et al. (2018)."""
-    length, rows = q.shape[-2], rel_emb.shape[1]
-    distance = torch.arange(length)[None, :] - torch.arange(length)[:, None]
-    if causal_table:
-        index = distance.clamp(-(rows - 1), 0) + rows - 1
-    else:
-        reach = (rows - 1) // 2
-        index = distance.clamp(-reach, reach) + reach
-    return torch.einsum("bhid,hijd->bhij", q.double(), rel_emb.double()[:, index])
-
-
 def entropy(weights: torch.Tensor) -> torch.Tensor:
     """``−Σ p log p`` per row with 0 log 0 = 0."""
     logs = torch.where(weights > 0, weights.log(), torch.zeros_like(weights))

@@ -16,11 +16,11 @@ from core.nn import (
     TransformerEncoderLayer,
 )
 from core.nn.attention import RECORDER
+from core.ops.naive import shaw_relative_logits
 from tests.core.inspect.naive import (
     bottom_right_causal,
     entropy,
     heads,
-    shaw_relative_logits,
     softmax_weights,
 )
 
@@ -103,7 +103,7 @@ def test_relative_weights_equal_shaw(gen: torch.Generator, relative: str, causal
         q, k, _ = heads(mha, x)
         causal_table = relative == "causal"
         allowed = mask & bottom_right_causal(L, L) if causal or causal_table else mask
-        extra = shaw_relative_logits(q, mha.rel_emb, causal_table)
+        extra = shaw_relative_logits(q.double(), mha.rel_emb.double(), causal=causal_table)
         expected = softmax_weights(q, k, allowed=allowed, extra_logits=extra)
     assert_same_output(ours, plain)
     torch.testing.assert_close(kept(recording).double(), expected, atol=1e-6, rtol=0)
@@ -120,7 +120,7 @@ def test_blocks_of_queries_give_the_same_weights(gen: torch.Generator, monkeypat
         with record(mha, "weights") as recording:
             ours = mha(x, causal=True)
         q, k, _ = heads(mha, x)
-        extra = shaw_relative_logits(q, mha.rel_emb, causal_table=False)
+        extra = shaw_relative_logits(q.double(), mha.rel_emb.double(), causal=False)
         expected = softmax_weights(q, k, allowed=bottom_right_causal(L, L), extra_logits=extra)
     assert_same_output(ours, plain)
     torch.testing.assert_close(kept(recording).double(), expected, atol=1e-6, rtol=0)

@@ -1,4 +1,4 @@
-"""``torch.nn`` twins (with copied weights) and head plumbing that the modules are checked against."""
+"""``torch.nn`` twins (with copied weights) and head split/merge helpers the modules are checked against."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from core.nn import MultiHeadAttention
-from core.ops import causal_mask, naive
 
 
 def copy_attention(dst: nn.MultiheadAttention, src: MultiHeadAttention) -> None:
@@ -41,31 +40,3 @@ def split_heads(mha: MultiHeadAttention, x: torch.Tensor) -> tuple[torch.Tensor,
 def merge_heads(mha: MultiHeadAttention, out: torch.Tensor) -> torch.Tensor:
     """Heads ``[B, H, L, d_head]`` → concat → ``out_proj`` → ``[B, L, d_model]``."""
     return mha.out_proj(out.transpose(1, 2).flatten(-2))
-
-
-# The formulas live in core.ops.naive; these adapters keep the call style of test_attention.py.
-
-
-def softmax_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    allowed: torch.Tensor | None = None,
-    logits_extra: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``softmax((q kᵀ + logits_extra) / sqrt(D)) v``: :func:`core.ops.naive.softmax_attention` with
-    the extra logits added before the scaling, as a relative term enters attention."""
-    scale = q.shape[-1] ** -0.5
-    bias = None if logits_extra is None else logits_extra * scale
-    return naive.softmax_attention(q, k, v, allowed, bias=bias, scale=scale)
-
-
-def shaw_relative_logits(
-    q: torch.Tensor, rel_emb: torch.Tensor, causal_table: bool
-) -> torch.Tensor:
-    """Shaw et al.'s explicit relative logits, :func:`core.ops.naive.shaw_relative_logits`."""
-    return naive.shaw_relative_logits(q, rel_emb, causal=causal_table)
-
-
-def lower_triangle(length: int) -> torch.Tensor:
-    return causal_mask(length, length)

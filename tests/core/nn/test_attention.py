@@ -7,14 +7,9 @@ import pytest
 import torch
 
 from core.nn import MultiHeadAttention, key_padding_to_attention_mask
-from tests.core.nn.reference import (
-    lower_triangle,
-    merge_heads,
-    shaw_relative_logits,
-    softmax_attention,
-    split_heads,
-    torch_attention_twin,
-)
+from core.ops import causal_mask
+from core.ops.naive import shaw_relative_logits, softmax_attention
+from tests.core.nn.reference import merge_heads, split_heads, torch_attention_twin
 
 B, L, S, D_MODEL, HEADS = 2, 7, 5, 16, 4
 
@@ -49,7 +44,7 @@ def test_matches_torch_mha_with_per_head_mask_and_causal(gen: torch.Generator) -
     mask = torch.rand(B, HEADS, L, L, generator=gen) < 0.6
     mask[..., 0] = True  # every query keeps key 0, which the causal mask never hides
     ours = mha(x, mask=mask, causal=True)
-    allowed = (mask & lower_triangle(L)).flatten(0, 1)  # torch wants [B·H, L, S], True = hidden
+    allowed = (mask & causal_mask(L, L)).flatten(0, 1)  # torch wants [B·H, L, S], True = hidden
     theirs, _ = twin(x, x, x, attn_mask=~allowed, need_weights=False)
     torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
 
@@ -59,7 +54,7 @@ def test_attn_bias_is_added_to_the_scaled_logits(gen: torch.Generator) -> None:
     x = randn(gen, B, L, D_MODEL)
     bias = randn(gen, 1, HEADS, L, L)
     q, k, v = split_heads(mha, x)
-    expected = merge_heads(mha, softmax_attention(q, k, v, logits_extra=bias * 6**0.5))
+    expected = merge_heads(mha, softmax_attention(q, k, v, bias=bias))
     torch.testing.assert_close(mha(x, attn_bias=bias), expected, rtol=1e-10, atol=1e-10)
 
 
@@ -77,9 +72,10 @@ def test_relative_matches_shaw_explicit(gen: torch.Generator, relative: str, cau
     q, k, v = split_heads(mha, x)
     allowed = valid[:, None, None, :]
     if causal or relative == "causal":
-        allowed = allowed & lower_triangle(L)
-    rel = shaw_relative_logits(q, mha.rel_emb, causal_table=relative == "causal")
-    expected = merge_heads(mha, softmax_attention(q, k, v, allowed, logits_extra=rel))
+        allowed = allowed & causal_mask(L, L)
+    rel = shaw_relative_logits(q, mha.rel_emb, causal=relative == "causal")
+    scale = mha.d_head**-0.5  # the relative term enters the logits before the scaling
+    expected = merge_heads(mha, softmax_attention(q, k, v, allowed, bias=rel * scale))
     ours = mha(x, mask=key_padding_to_attention_mask(valid), causal=causal)
     torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-10)
 

@@ -14,6 +14,7 @@ import yaml
 from core.train.demo import discover_apps
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 CASES = [
     (app, path)
     for app in discover_apps()
@@ -34,6 +35,20 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def data_root_args(app: str, path: Path) -> list[str]:
+    """For a config that reads real files (``data.*_file``): none when they are in ``data/<app>/``,
+    else ``--data.root`` at the sample copies in ``../shared/data/<app>/``; skip when neither has
+    them."""
+    config = flatten(yaml.safe_load(path.read_text()) or {})
+    names = [v for k, v in config.items() if k.startswith("data.") and k.endswith("_file") and v]
+    if not names or all((REPO / "data" / app / name).is_file() for name in names):
+        return []
+    shared = SHARED_DATA / app
+    if not all((shared / name).is_file() for name in names):
+        pytest.skip(f"{path.name} reads {names}: not in data/{app}/ nor in {shared}")
+    return ["--data.root", str(shared)]
+
+
 @pytest.mark.parametrize(("app", "path"), CASES, ids=[f"{a}/{p.name}" for a, p in CASES])
 def test_config_instantiates(app, path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -43,6 +58,7 @@ def test_config_instantiates(app, path, tmp_path, monkeypatch):
     default = REPO / "configs" / app / "default.yaml"
     layers = [default] if path == default else [default, path]
     args = [arg for layer in layers for arg in ("-c", str(layer))]
+    args += data_root_args(app, path)
     cli = main([*args, "--trainer.enable_progress_bar", "false"], run=False)
     assert cli.model is not None and cli.datamodule is not None and cli.trainer is not None
     assert cli.run_dir().name == path.stem

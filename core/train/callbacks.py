@@ -87,8 +87,9 @@ class ExampleFigures(Callback):
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Write ``predictions<suffix>`` in the invocation folder: one line per input, in dataset order,
-    each formatted by the task's ``format_prediction``; gathered from every process, written once."""
+    """Write ``predictions<suffix>`` in the invocation folder: the task's ``prediction_header`` line
+    if any, then each input's ``format_prediction`` text in dataset order; gathered from every
+    process, written once."""
 
     def __init__(self) -> None:
         super().__init__(write_interval="epoch")
@@ -117,7 +118,9 @@ class PredictionWriter(BasePredictionWriter):
         unique = dict(sorted(lines))  # a distributed sampler may repeat inputs to even out ranks
         self.path = run_folder(trainer) / f"predictions{pl_module.prediction_suffix}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("".join(f"{line}\n" for line in unique.values()))
+        header = pl_module.prediction_header()
+        head = [] if header is None else [header]
+        self.path.write_text("".join(f"{line}\n" for line in [*head, *unique.values()]))
         print(f"predictions written to {self.path}")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -117,6 +118,22 @@ class ManyheadsCLI(LightningCLI):
                 f"(to continue training instead, pass --ckpt_path last)",
                 file=sys.stderr,
             )
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's merge of the checkpoint's hyper-parameters into the config, leaving out the
+        link targets: the links recompute them from the data, and some (a road graph, a
+        normaliser) are no command-line options that the parser would accept."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not path or not Path(path).is_file():
+            return
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+        linked = {target.removeprefix("model.") for _, target in self.links} | {"_instantiator"}
+        hparams = {
+            k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k not in linked
+        }
+        if hparams:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Loggers and the shared callbacks, unless the config lists its own."""

@@ -128,8 +128,12 @@ class AppTask(L.LightningModule):
 
     # predictions (written by core.train.callbacks.PredictionWriter on rank 0)
     def format_prediction(self, prediction: Any) -> str:
-        """One prediction (an element of what ``predict_step`` returns) as one line of the file."""
+        """One prediction (an element of what ``predict_step`` returns) as the file's line(s) for it."""
         return str(prediction)
+
+    def prediction_header(self) -> str | None:
+        """A first line for the predictions file (a CSV header), or None for none."""
+        return None
 
     # results.json (written by core.train.callbacks.ResultsWriter after `test`)
     def evaluation_protocol(self) -> dict[str, Any]:

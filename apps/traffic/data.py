@@ -3,9 +3,10 @@ split chronologically into forecasting windows.
 
 Built-in data (no download): the traffic simulator (:mod:`apps.traffic.simulate`) writes METR-LA-style
 files under ``--data.root`` and they are read back by the METR-LA reader. Public files:
-:mod:`apps.traffic.readers` (METR-LA / PEMS-BAY, PeMSD7(M), the T-GCN CSVs, PEMS03/04/07/08, our own
-``.npz``). The road graph, the normaliser and the input width reach the model through the CLI's links
-(``data.graph`` → ``model.graph`` …), so they are known once ``__init__`` has run.
+:func:`apps.traffic.readers.read_series` (METR-LA / PEMS-BAY, PeMSD7(M), the T-GCN CSVs,
+PEMS03/04/07/08, our own ``.npz``). The road graph, the normaliser and the input width reach the
+model through the CLI's links (``data.graph`` → ``model.graph`` …), so they are known once
+``__init__`` has run.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any, Literal
 import numpy as np
 
 from apps.traffic.graph import SensorGraph
-from apps.traffic.readers import read_series, read_windows
+from apps.traffic.npzfiles import read_windows
+from apps.traffic.readers import read_series
 from apps.traffic.series import TrafficSeries
 from apps.traffic.simulate import cached_simulation
 from apps.traffic.windows import (
+    MINUTES_PER_DAY,
     FileWindows,
     Masking,
     SeriesWindows,
@@ -120,12 +123,13 @@ class TrafficDataModule(AppDataModule):
     # --- loading ---------------------------------------------------------------------------------
 
     def _path(self, name: str | None, flag: str) -> Path | None:
+        """``name`` under ``--data.root``, or as given (absolute, or from the working folder)."""
         if name is None:
             return None
-        path = Path(name) if Path(name).is_absolute() else self.root / name
-        if not path.exists():
-            raise InputError(f"{path}: no such file (--data.{flag}, relative to --data.root)")
-        return path
+        for path in (self.root / name, Path(name)):
+            if path.is_file():
+                return path
+        raise InputError(f"--data.{flag} {name}: no such file in {self.root} nor here")
 
     def _read(
         self,
@@ -222,23 +226,34 @@ class TrafficDataModule(AppDataModule):
         )
 
     def _file_windows(self, name: str, flag: str, needs_targets: bool) -> FileWindows:
+        """Windows from a user's file. An ``.npz`` carries the model's channels (reading, then
+        time of day, as DCRNN's window files); a CSV carries readings only, and the time of day
+        comes from ``--data.predict_start_time`` (row s starts ``s`` intervals after it)."""
         path = self._path(name, flag)
-        x, y = read_windows(path, self.graph.sensor_ids, self.history, 1)
+        from_csv = path.suffix.lower() == ".csv"
+        channels = 1 if from_csv else self.in_channels
+        x, y = read_windows(path, self.graph.sensor_ids, self.history, channels)
         if needs_targets and y is None:
             raise InputError(f"{path}: testing needs targets (an array 'y' [S, T_out, N])")
         if y is not None and y.shape[1] != self.horizon:
             raise InputError(f"{path}: y has {y.shape[1]} horizon steps, expected {self.horizon}")
         self.record_file(flag.removesuffix("_file"), path)
-        span = self.history + self.horizon
-        times = None
-        if self.predict_start_time is not None:
-            step = np.timedelta64(self.interval_minutes, "m")
-            first = np.datetime64(self.predict_start_time, "ns")
-            times = first + step * (np.arange(len(x))[:, None] + np.arange(span)[None, :])
-        features = np.stack(
-            [self._features(None if times is None else times[s], span) for s in range(len(x))]
-        )
-        return FileWindows(x[..., 0], features, y, self.masking, self.scaler)
+        span, times = self.history + self.horizon, None
+        if from_csv:
+            if self.predict_start_time is not None:
+                step = np.timedelta64(self.interval_minutes, "m")
+                first = np.datetime64(self.predict_start_time, "ns")
+                times = first + step * (np.arange(len(x))[:, None] + np.arange(span)[None, :])
+            features = np.stack(
+                [self._features(None if times is None else times[s], span) for s in range(len(x))]
+            )
+        else:
+            past = x[:, :, 0, 1:]  # [S, T_in, F], the same for every sensor
+            ahead = np.arange(1, self.horizon + 1) * self.interval_minutes / MINUTES_PER_DAY
+            future = (past[:, -1:, :] + ahead[None, :, None]) % 1.0  # the time of day runs on
+            features = np.concatenate([past, future], axis=1)
+        targets_at = None if times is None else times[:, self.history]
+        return FileWindows(x[..., 0], features, y, self.masking, self.scaler, targets_at)
 
     def collate(self, items: list[Window]) -> TrafficBatch:
         return collate(items)

@@ -245,7 +245,7 @@ class SeriesWindows(Dataset):
 class FileWindows(Dataset):
     """Windows from a user's file: readings ``x [S, T_in, N]`` in the data's units, their time
     features ``features [S, T_in + T_out, F]`` (history then horizon), optional targets
-    ``y [S, T_out, N]``."""
+    ``y [S, T_out, N]`` and the time of each window's first forecast step ``target_times [S]``."""
 
     def __init__(
         self,
@@ -254,9 +254,10 @@ class FileWindows(Dataset):
         y: np.ndarray | None,
         masking: Masking,
         scaler: Standardizer,
+        target_times: np.ndarray | None = None,
     ) -> None:
         self.x, self.features, self.y = x, torch.from_numpy(features.astype(np.float32)), y
-        self.masking, self.scaler = masking, scaler
+        self.masking, self.scaler, self.target_times = masking, scaler, target_times
 
     def __len__(self) -> int:
         return len(self.x)
@@ -281,5 +282,5 @@ class FileWindows(Dataset):
             last_value=last_observed(raw, observed, torch.full((n,), self.scaler.mean)),
             historical=None,
             start=-1,
-            target_time=None,
+            target_time=None if self.target_times is None else self.target_times[index],
         )

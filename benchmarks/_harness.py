@@ -8,6 +8,7 @@ says when its numbers must not be recorded.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import resource
@@ -189,3 +190,25 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(x) for x in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def peer_arguments(
+    description: str,
+    peer: str,
+    rounds: int,
+    build: Callable[[str, Path | None], Callable[[], object]],
+) -> tuple[argparse.Namespace, list[str]] | None:
+    """The command line of a benchmark against a peer: ``--peer PATH`` (a checkout of ``peer``),
+    ``--rounds`` (alternating timed calls per case) and the hidden ``--peak CASE`` of
+    :func:`peak_mib`. Returns the arguments and the extra arguments a peak-memory child needs, or
+    None when this process only served a ``--peak`` request (``build(case, peer_path)``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--peer", type=Path, help=f"a checkout of {peer}")
+    parser.add_argument(
+        "--rounds", type=int, default=rounds, help="alternating timed calls per case"
+    )
+    parser.add_argument("--peak", help=argparse.SUPPRESS)  # one case, in a fresh process
+    args = parser.parse_args()
+    if serve_peak_request(lambda case: build(case, args.peer)):
+        return None
+    return args, ["--peer", str(args.peer)] if args.peer else []

@@ -19,7 +19,6 @@ printed around the table; numbers from a loaded machine are marked as not to be 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import types
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from benchmarks._harness import (
     alternating_median_s,
     markdown_table,
     peak_mib,
-    serve_peak_request,
+    peer_arguments,
     watch_load,
 )
 
@@ -146,14 +145,10 @@ def build(case: str, checkout: Path | None) -> Callable[[], None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--peer", type=Path, help=f"a checkout of {PEER}")
-    parser.add_argument("--rounds", type=int, default=30, help="alternating timed calls per case")
-    parser.add_argument("--peak", help=argparse.SUPPRESS)  # one case, in a fresh process
-    args = parser.parse_args()
-    if serve_peak_request(lambda case: build(case, args.peer)):
+    parsed = peer_arguments(__doc__.split("\n", 1)[0], PEER, 30, build)
+    if parsed is None:
         return
-    extra = ["--peer", str(args.peer)] if args.peer else []
+    args, extra = parsed
     rows, ratios = [], {}
     with watch_load() as load:
         for steps in TARGET_STEPS:

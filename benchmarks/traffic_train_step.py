@@ -19,7 +19,6 @@ Without ``--peer`` it prints our figures beside the peer's recorded one (:data:`
 
 from __future__ import annotations
 
-import argparse
 import sys
 import types
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from benchmarks._harness import (
     alternating_median_s,
     markdown_table,
     peak_mib,
-    serve_peak_request,
+    peer_arguments,
     watch_load,
 )
 
@@ -143,14 +142,10 @@ def build(case: str, checkout: Path | None) -> Callable[[], None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--peer", type=Path, help=f"a checkout of {PEER}")
-    parser.add_argument("--rounds", type=int, default=20, help="alternating timed calls per case")
-    parser.add_argument("--peak", help=argparse.SUPPRESS)  # one case, in a fresh process
-    args = parser.parse_args()
-    if serve_peak_request(lambda case: build(case, args.peer)):
+    parsed = peer_arguments(__doc__.split("\n", 1)[0], PEER, 20, build)
+    if parsed is None:
         return
-    extra = ["--peer", str(args.peer)] if args.peer else []
+    args, extra = parsed
     side_rows, throughput_rows, ratios = [], [], {}
     with watch_load() as load:
         for sensors in SIDE_BY_SIDE_SENSORS if args.peer else (25,):

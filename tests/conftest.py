@@ -1,7 +1,9 @@
-"""Shared fixtures: the real sample data folder and seeded random tensors."""
+"""Shared fixtures: the real sample data folder, seeded random tensors, a temporary working folder
+for CLI runs."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,3 +26,13 @@ def shared_data() -> Path:
 def gen() -> torch.Generator:
     """A fresh, seeded generator: random inputs are reproducible but never zeros."""
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    """Run in ``tmp_path`` with runs under ``tmp_path/runs``; the CLI reads ``args=``, not pytest's
+    own command line."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MANYHEADS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(sys, "argv", ["app"])
+    return tmp_path

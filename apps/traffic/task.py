@@ -20,6 +20,16 @@ from core.inspect import Recording, record
 from core.train import AppTask, as_config
 
 BASELINES = ("HA", "last_value")
+KM_PER_DEGREE = 111.2
+
+
+def kilometres(latitude_longitude: np.ndarray) -> np.ndarray:
+    """``[N, 2]`` (latitude, longitude) in degrees → local (east, north) km around their mean (an
+    equirectangular projection: exact enough across a city)."""
+    mean = latitude_longitude.mean(axis=0)
+    north = (latitude_longitude[:, 0] - mean[0]) * KM_PER_DEGREE
+    east = (latitude_longitude[:, 1] - mean[1]) * KM_PER_DEGREE * np.cos(np.radians(mean[0]))
+    return np.stack([east, north], axis=1)
 
 
 class TrafficTask(AppTask):
@@ -170,6 +180,15 @@ class TrafficTask(AppTask):
             figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
             plt.close(figure)
         return paths
+
+    def attention_positions(self, batch: TrafficBatch) -> torch.Tensor | None:
+        """Hook of ``core.inspect.AttentionInspector``: sensor positions in km ``[N, 2]`` when the
+        data has coordinates, so the spatial heads' ``mean_distance`` is a road-map distance (the
+        temporal heads, of another length, then report none). None without coordinates, or when
+        N equals the history length and the two kinds of layer could not be told apart."""
+        if self.graph.coordinates is None or self.graph.num_nodes == self.model.history:
+            return None
+        return torch.from_numpy(kilometres(np.asarray(self.graph.coordinates))).float()
 
     def evaluation_protocol(self) -> dict[str, Any]:
         steps = ", ".join(f"{s} ({s * self.interval_minutes} min)" for s in self.report_steps)

@@ -26,14 +26,6 @@ def configs(app: str) -> list[str]:
             "-c", str(REPO / "tests" / "apps" / app / "tiny.yaml")]  # fmt: skip
 
 
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MANYHEADS_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setattr(sys, "argv", ["app"])  # the CLI reads args=, not pytest's flags
-    return tmp_path
-
-
 def test_every_app_brings_a_tiny_overlay():
     assert APPS, "no app discovered"
     for app in APPS:

@@ -19,14 +19,6 @@ TINY = Path(__file__).parent / "tiny.yaml"
 BASE = ["-c", str(CONFIGS / "default.yaml"), "-c", str(TINY)]
 
 
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MANYHEADS_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setattr(sys, "argv", ["traffic"])  # the CLI reads args=, not pytest's flags
-    return tmp_path
-
-
 def write_tgcn(folder: Path, steps: int = 600, sensors: int = 6) -> list[str]:
     """A small T-GCN pair (speeds with a daily wave, a chain graph); returns the data flags."""
     rng = np.random.default_rng(0)

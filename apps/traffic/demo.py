@@ -59,6 +59,8 @@ CARD = DemoCard(
         "spatial_attention": "Spatial attention at the last history step of the first test "
         "window: on the sensor map, each sensor's arrow points to the sensor it listens to most; "
         "the colour is the attention a sensor receives. Right: the full sensor × sensor weights.",
+        "temporal_attention": "Temporal attention of the first test window, averaged over "
+        "sensors: which of the 12 history steps (columns) each step (rows) attends to.",
     },
     full_run_overlays=("configs/traffic/los.yaml",),
     full_run_note=(

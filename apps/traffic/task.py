@@ -98,22 +98,24 @@ class TrafficTask(AppTask):
         prediction = self.forecast(batch)
         self.log_loss(stage, masked_mae(prediction, batch.y, batch.y_mask), batch.y_mask.sum())
         self.metrics[stage].update(prediction, batch.y, batch.y_mask)
-        sensors = self.figure_sensors
-        self.keep_examples(
-            [
-                (
-                    time,
-                    batch.x[i].cpu(),
-                    y[:, sensors].cpu(),
-                    p[:, sensors].cpu(),
-                    m[:, sensors].cpu(),
-                )
-                for i, (time, y, p, m) in enumerate(
-                    zip(batch.target_time, batch.y, prediction, batch.y_mask, strict=True)
-                )
-            ]
-        )
+        self.keep_examples(self._examples(batch, prediction))
         return prediction
+
+    def _examples(self, batch: TrafficBatch, prediction: torch.Tensor) -> list[tuple[Any, ...]]:
+        """What the figures need of the windows still to keep: ``(first target time, x, y,
+        forecast, observed)``, the last three at the figure's sensors."""
+        room = max(0, self.figure_examples - len(self.examples))
+        sensors = self.figure_sensors
+        return [
+            (
+                batch.target_time[i],
+                batch.x[i].cpu(),
+                batch.y[i][:, sensors].cpu(),
+                prediction[i][:, sensors].cpu(),
+                batch.y_mask[i][:, sensors].cpu(),
+            )
+            for i in range(min(room, len(batch)))
+        ]
 
     def validation_step(self, batch: TrafficBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val")

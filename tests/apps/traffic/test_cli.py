@@ -107,3 +107,14 @@ def test_bad_file_exits_2_naming_file_and_line(tmp_path, mutate, expected):
     [line] = done.stderr.strip().splitlines()[-1:]
     assert line.startswith("error:") and expected in line
     assert not (tmp_path / "runs" / "traffic").exists()  # nothing left behind
+
+
+def test_official_config_rolls_the_forecast_out(in_tmp):
+    """The official code's setting end to end: one-step training, a 12-step rolled-out forecast."""
+    official = ["-c", str(CONFIGS / "official.yaml")]
+    fitted = main(["fit", *BASE[:2], *official, *BASE[2:], "--trainer.max_steps", "2"])
+    assert fitted.model.model.time_map.out_features == 1
+    main(["test", *BASE[:2], *official, *BASE[2:], "--ckpt_path", "last"])
+    results = json.loads((in_tmp / "runs/traffic/tiny/test/results.json").read_text())
+    assert results["protocol"]["forecast"] == "rolled out one step at a time"
+    assert np.isfinite(results["metrics"]["test/MAE@60min"])

@@ -155,7 +155,11 @@ class TrafficDataModule(AppDataModule):
             graph_path = self._path(graph_file, "graph_file")
             locations_path = self._path(locations_file, "locations_file")
         series = read_series(format, values_path, graph_path, locations_path)
-        for role, path in (("values", values_path), ("graph", graph_path)):
+        for role, path in (
+            ("values", values_path),
+            ("graph", graph_path),
+            ("locations", locations_path),
+        ):
             if path is not None:
                 self.record_file(role, path)
         return series

@@ -1,6 +1,6 @@
-"""The road graph as the model keeps it, and the two things STTN computes from it: the Chebyshev
-graph convolution of the fixed-graph branch and the Laplacian eigenvectors that initialise the
-spatial embeddings."""
+"""The road graph as the model keeps it, and what is computed from it: the Chebyshev graph
+convolution of STTN's fixed-graph branch, the Laplacian eigenvectors that initialise its spatial
+embeddings, and sensor positions in km."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch_geometric.nn import ChebConv
+
+KM_PER_DEGREE = 111.2  # one degree of latitude, km
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,15 @@ class SensorGraph:
         dense = np.zeros((self.num_nodes, self.num_nodes))
         dense[self.sources, self.targets] = self.weights
         return dense
+
+
+def kilometres(latitude_longitude: np.ndarray) -> np.ndarray:
+    """``[N, 2]`` (latitude, longitude) in degrees → local (east, north) km around their mean (an
+    equirectangular projection: exact enough across a city)."""
+    mean = latitude_longitude.mean(axis=0)
+    north = (latitude_longitude[:, 0] - mean[0]) * KM_PER_DEGREE
+    east = (latitude_longitude[:, 1] - mean[1]) * KM_PER_DEGREE * np.cos(np.radians(mean[0]))
+    return np.stack([east, north], axis=1)
 
 
 def laplacian_eigenvectors(graph: SensorGraph, k: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from apps.traffic.graph import SensorGraph
+from apps.traffic.graph import SensorGraph, kilometres
 from apps.traffic.metrics import ForecastMetrics, masked_mae
 from apps.traffic.model import STTN, STTNConfig
 from apps.traffic.plots import attention_figures, forecast_figure
@@ -20,16 +20,6 @@ from core.inspect import Recording, record
 from core.train import AppTask, as_config
 
 BASELINES = ("HA", "last_value")
-KM_PER_DEGREE = 111.2
-
-
-def kilometres(latitude_longitude: np.ndarray) -> np.ndarray:
-    """``[N, 2]`` (latitude, longitude) in degrees → local (east, north) km around their mean (an
-    equirectangular projection: exact enough across a city)."""
-    mean = latitude_longitude.mean(axis=0)
-    north = (latitude_longitude[:, 0] - mean[0]) * KM_PER_DEGREE
-    east = (latitude_longitude[:, 1] - mean[1]) * KM_PER_DEGREE * np.cos(np.radians(mean[0]))
-    return np.stack([east, north], axis=1)
 
 
 class TrafficTask(AppTask):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from apps.traffic.graph import ChebGraphConv, SensorGraph, laplacian_eigenvectors
+from apps.traffic.graph import ChebGraphConv, SensorGraph, kilometres, laplacian_eigenvectors
 from apps.traffic.model import STTN, STTNConfig
 from core.inspect import record
 from tests.apps.traffic.conftest import random_graph
@@ -95,3 +95,11 @@ def test_overfits_a_tiny_batch(graph, gen):
         optimizer.step()
         first = first if first is not None else loss.item()
     assert loss.item() < 0.2 * first
+
+
+def test_kilometres_between_coordinates():
+    points = np.array([[34.0, -118.0], [34.1, -118.0], [34.0, -117.9]])  # 0.1° north, 0.1° east
+    km = kilometres(points)
+    assert np.linalg.norm(km[1] - km[0]) == pytest.approx(11.12, rel=1e-3)
+    east = 11.12 * np.cos(np.radians(points[:, 0].mean()))
+    assert np.linalg.norm(km[2] - km[0]) == pytest.approx(east, rel=1e-3)

@@ -11,6 +11,7 @@ model through the CLI's links (``data.graph`` → ``model.graph`` …), so they 
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -216,7 +217,9 @@ class TrafficDataModule(AppDataModule):
 
     # --- datasets --------------------------------------------------------------------------------
 
-    def _series_windows(self, split: str) -> SeriesWindows:
+    @cached_property
+    def _series(self) -> SeriesWindows:
+        """The series as tensors, built once and shared by the splits' windows."""
         return SeriesWindows(
             self.raw,
             self.observed,
@@ -224,10 +227,13 @@ class TrafficDataModule(AppDataModule):
             self.scaler,
             self.history,
             self.horizon,
-            self.starts[split],
+            np.zeros(0, dtype=np.int64),
             self.historical,
             self.timestamps,
         )
+
+    def _series_windows(self, split: str) -> SeriesWindows:
+        return self._series.with_starts(self.starts[split])
 
     def _file_windows(self, name: str, flag: str, needs_targets: bool) -> FileWindows:
         """Windows from a user's file. An ``.npz`` carries the model's channels (reading, then

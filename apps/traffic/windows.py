@@ -5,6 +5,7 @@ chronological splits and the two baselines (historical average, last value)."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -217,6 +218,13 @@ class SeriesWindows(Dataset):
         self.starts = np.asarray(starts, dtype=np.int64)
         self.historical = None if historical is None else torch.from_numpy(historical)
         self.timestamps = timestamps
+
+    def with_starts(self, starts: np.ndarray) -> SeriesWindows:
+        """The windows starting at ``starts`` over the same series, its tensors shared, not copied
+        (one series serves the train, validation and test splits)."""
+        view = copy.copy(self)
+        view.starts = np.asarray(starts, dtype=np.int64)
+        return view
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -102,3 +102,16 @@ def test_windows_are_lazy_slices_of_the_series():
     torch.testing.assert_close(batch.x[1, :, 0, 1], torch.from_numpy(features[5:17, 0]))
     assert batch.start.tolist() == [12, 17]
     assert batch.historical is None
+
+
+def test_splits_share_the_series_tensors():
+    raw = np.random.default_rng(1).uniform(20, 70, (30, 2))
+    observed = Masking().observed(raw)
+    features = np.zeros((30, 0), dtype=np.float32)
+    whole = SeriesWindows(
+        raw, observed, features, Standardizer.fit(raw, observed), 4, 2, np.arange(3)
+    )
+    later = whole.with_starts(np.array([10, 20]))
+    assert len(whole) == 3 and len(later) == 2
+    assert later.inputs is whole.inputs and later.raw is whole.raw
+    assert later[1].start == 24 and whole[0].start == 4

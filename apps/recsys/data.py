@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -235,6 +235,25 @@ class RecsysDataModule(AppDataModule):
         index = {token: i for i, token in enumerate(self.item_tokens, start=1)}
         users, histories = read_histories(path, index)
         return RankingCases(users, histories, np.zeros(len(users), dtype=np.int64))
+
+    def describe(self) -> dict[str, Any]:
+        """What ``results.json`` records about the data: the base's counts and files, what
+        preprocessing kept, the split protocol and the ranking protocol."""
+        ranking = (
+            "full: every item is scored; items already in the user's history are removed from "
+            "the ranking (a re-consumed target stays)"
+            if self.ranking == "full"
+            else f"sampled: the target against {self.negatives} items the user never interacted "
+            "with, drawn once with the data seed and saved (not comparable with full ranking)"
+        )
+        return {
+            **super().describe(),
+            "preprocessing": self.sequences.counts,
+            "interactions_sha256": self.sequences.digest,
+            "split": self.protocol,
+            "ranking": ranking,
+            "max_len": self.max_len,
+        }
 
     def collate(self, items: list) -> TrainBatch | EvalBatch:
         if isinstance(items[0], np.ndarray):

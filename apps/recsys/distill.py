@@ -36,7 +36,9 @@ def transition_counts(
     flat = np.concatenate(prefixes)
     ends = np.cumsum([len(p) for p in prefixes])
     follows = np.ones(len(flat) - 1, dtype=bool)
-    follows[ends[:-1] - 1] = False  # the last item of a user is not followed by the next user's first
+    follows[ends[:-1] - 1] = (
+        False  # the last item of a user is not followed by the next user's first
+    )
     src, dst = flat[:-1][follows], flat[1:][follows]
     shape = (num_items + 1, num_items + 1)
     counts = sp.csr_matrix((np.ones(len(src)), (src, dst)), shape=shape)

@@ -8,15 +8,16 @@ The generative process (:func:`generate_interactions`) mixes the two signals MQS
   centres of two favourite genres (unequal weights) plus noise. Items also have a Zipf-like
   popularity (a random rank r, weight r^-zipf). A *taste pick* samples an item the user has not
   seen with probability ∝ exp(taste · user·item) × popularity.
-* **Item-to-item transitions.** Each item has 3–8 likely successors, most within its own cluster
-  and at least one anywhere, with random (Dirichlet) probabilities: a sparse Markov chain.
+* **Item-to-item transitions.** Each item has 3–8 likely successors (fewer when a draw repeats),
+  most within its own cluster and at least one anywhere, with random (Dirichlet) probabilities: a
+  sparse Markov chain.
 * **Sequences.** Lengths are log-normal around ``mean_length``, clipped to
   ``[min_length, max_length]`` (and to the number of items). The first item is a taste pick; each
   later step follows the chain from the previous item with probability ``p_transition`` (among
   its successors the user has not seen), else, or when every successor is seen, is a taste pick.
   No user repeats an item.
 * **Times and ratings.** Each user starts on a random day of three years from 2015; gaps are
-  log-normal (minutes to weeks, a median of two hours), and about 2% are 0 (ties, in sequence
+  log-normal (minutes to days, a median of two hours), and about 2% are 0 (ties, in sequence
   order in the file). Ratings 1–5 grow with the user–item taste score, plus noise.
 
 What a model can learn: from the taste alone, which genres and popular items a user favours (what
@@ -112,28 +113,22 @@ def generate_interactions(
     )
     active = np.searchsorted(-lengths[order], -np.arange(max_length), side="left")  # users > t
     sequences = np.zeros((num_users, max_length), dtype=np.int64)
-    seen = np.zeros((num_users, num_items), dtype=bool)
-    pointer = np.zeros(num_users, dtype=np.int64)
+    seen = np.zeros((num_users, num_items), dtype=bool)  # 18 MB at the default size
+    pointer = np.zeros(num_users, dtype=np.int64)  # each user's next taste pick in ``ranked``
     for step in range(max_length):
-        rows = np.arange(active[step])
+        rows = np.arange(active[step])  # the active users lead
         chosen = np.full(len(rows), -1)
         if step > 0:
             last = sequences[rows, step - 1]
-            options = successors[last]
-            cumulative = np.cumsum(chances[last] * ~seen[rows[:, None], options], axis=1)
-            draw = rng.random(len(rows)) * cumulative[:, -1]
-            slot = np.minimum((cumulative <= draw[:, None]).sum(axis=1), _SLOTS - 1)
-            follow = (rng.random(len(rows)) < p_transition) & (cumulative[:, -1] > 0)
-            follow &= ~seen[rows, options[rows, slot]]  # a rounding edge can land on a seen one
-            chosen[follow] = options[rows, slot][follow]
+            chosen = _follow(rng, last, successors, chances, seen[: len(rows)], p_transition)
         picking = rows[chosen < 0]
-        while len(picking):  # the next taste pick not yet seen (follows may have taken some)
+        while len(picking):  # skip the taste picks the chain has taken already
             taken = seen[picking, ranked[picking, pointer[picking]]]
             pointer[picking[taken]] += 1
             picking = picking[taken]
-        taste_rows = chosen < 0
-        chosen[taste_rows] = ranked[rows[taste_rows], pointer[rows[taste_rows]]]
-        pointer[rows[taste_rows]] += 1
+        picking = rows[chosen < 0]
+        chosen[picking] = ranked[picking, pointer[picking]]
+        pointer[picking] += 1
         sequences[rows, step] = chosen
         seen[rows, chosen] = True
 
@@ -147,9 +142,30 @@ def generate_interactions(
     gaps[:, 0] = rng.integers(0, 3 * 365, num_users) * 86400 + rng.integers(0, 86400, num_users)
     timestamps = (START + np.cumsum(gaps, axis=1))[kept]
     score = np.einsum("ed,ed->e", user_factors[users], item_factors[items])
-    noisy = 3.0 + 1.2 * (score - score.mean()) / score.std() + 0.6 * rng.normal(size=len(score))
-    ratings = np.clip(np.round(noisy), 1.0, 5.0)
+    z = (score - score.mean()) / (score.std() or 1.0)
+    ratings = np.clip(np.round(3.0 + 1.2 * z + 0.6 * rng.normal(size=len(z))), 1.0, 5.0)
     return SyntheticLog(users, items, timestamps, ratings)
+
+
+def _follow(
+    rng: np.random.Generator,
+    last: np.ndarray,
+    successors: np.ndarray,
+    chances: np.ndarray,
+    seen: np.ndarray,
+    p_transition: float,
+) -> np.ndarray:
+    """One chain step for each user: with probability ``p_transition``, a successor of their
+    ``last`` item they have not ``seen`` (``[n, I]``), drawn by its chance; else (or when every
+    successor is seen) -1, left to a taste pick."""
+    rows = np.arange(len(last))
+    options = successors[last]
+    cumulative = np.cumsum(chances[last] * ~seen[rows[:, None], options], axis=1)
+    draw = rng.random(len(rows)) * cumulative[:, -1]
+    picked = options[rows, np.minimum((cumulative <= draw[:, None]).sum(axis=1), _SLOTS - 1)]
+    follow = (rng.random(len(rows)) < p_transition) & (cumulative[:, -1] > 0)
+    follow &= ~seen[rows, picked]  # a rounding edge can land on a seen slot: leave it to taste
+    return np.where(follow, picked, -1)
 
 
 def _transitions(rng: np.random.Generator, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -110,7 +110,9 @@ class MQSA(nn.Module):
     def __init__(self, config: RecsysConfig, num_items: int, max_len: int = 50) -> None:
         super().__init__()
         if config.long_query is not None and config.long_query < 2:
-            raise ValueError(f"long_query must be ≥ 2 (or null for SASRec), got {config.long_query}")
+            raise ValueError(
+                f"long_query must be ≥ 2 (or null for SASRec), got {config.long_query}"
+            )
         if not 0.0 <= config.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {config.alpha}")
         self.config, self.num_items, self.max_len = config, num_items, max_len

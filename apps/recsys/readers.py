@@ -214,7 +214,9 @@ def _user_first(path: Path, line: int, text: str) -> bool:
     """Whether a headerless ratings CSV starts with the user (2014) or the item (2018), by which of
     the first two fields of its first line looks like an ASIN."""
     fields = [field.strip() for field in text.split(",")]
-    if len(fields) == 4 and _asin_like(fields[0]) != _asin_like(fields[1]):
+    if len(fields) != 4:
+        return True  # either way, the line's own error (its field count) is reported next
+    if _asin_like(fields[0]) != _asin_like(fields[1]):
         return _asin_like(fields[1])
     raise InputError(
         f"{path}:{line}: cannot tell the user from the item in {text[:60]!r} (expected one ASIN, "
@@ -230,6 +232,7 @@ def _layout_2023(path: Path, line: int, text: str) -> Layout:
     wanted = ("user_id", "parent_asin" if "parent_asin" in names else "asin", "rating", "timestamp")
     missing = [name for name in wanted if name not in names]
     if missing:
+        missing = ["parent_asin or asin" if name == "asin" else name for name in missing]
         raise InputError(
             f"{path}:{line}: header has no {', '.join(missing)}, expected "
             "user_id,parent_asin,rating,timestamp"

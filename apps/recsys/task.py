@@ -237,8 +237,10 @@ class RecsysTask(AppTask):
     def evaluation_protocol(self) -> dict[str, Any]:
         return {
             **super().evaluation_protocol(),
-            "ranking": "every item is scored; items already in the user's history are removed "
-            "from the ranking (the target is never removed); rank ties count against the target",
-            "metrics": "HR@k and NDCG@k averaged over cases; Coverage@k: share of all items in "
-            "at least one top-k list",
+            "metrics": "HR@k and NDCG@k averaged over the held-out cases (one a user), the rank "
+            "counting every candidate that scores at least as high as the target (ties count "
+            "against it); Coverage@k: share of all items in at least one top-k list",
+            "model": "SASRec" if self.config.long_query is None else "MQSA",
+            "loss": self.loss_kind,
+            "distill_weight": self.distill_weight,
         }

@@ -127,7 +127,9 @@ def test_bad_utf8_names_its_line(tmp_path):
 
 def test_truncated_gzip(tmp_path):
     path = tmp_path / "x.inter.gz"
-    path.write_bytes(gzip.compress(("user_id:token\titem_id:token\n" + "1\t2\n" * 500).encode())[:40])
+    path.write_bytes(
+        gzip.compress(("user_id:token\titem_id:token\n" + "1\t2\n" * 500).encode())[:40]
+    )
     with pytest.raises(InputError, match=at(path, None, "unreadable after line")):
         read_atomic(path)
 
@@ -141,18 +143,19 @@ def test_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "text"),
+    ("name", "text", "lines"),
     [
-        ("u.data", "196\t242\t3\t881250949\n\n186\t302\t3.5\t891717742\n"),
-        ("ratings.dat", "196::242::3::881250949\n\n186::302::3.5::891717742\n"),
-        ("ratings.csv", "userId,movieId,rating,timestamp\n196,242,3,881250949\n186,302,3.5,891717742\n"),
+        ("u.data", "196\t242\t3\t881250949\n\n186\t302\t3.5\t891717742\n", [1, 3]),
+        ("ratings.dat", "196::242::3::881250949\n\n186::302::3.5::891717742\n", [1, 3]),
+        ("ratings.csv", "userId,movieId,rating,timestamp\n196,242,3,881250949\n\n"
+         "186,302,3.5,891717742\n", [2, 4]),
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("zipped", [False, True])
-def test_movielens_layouts(tmp_path, name, text, zipped):
+def test_movielens_layouts(tmp_path, name, text, lines, zipped):
     path = write(tmp_path, name + (".gz" if zipped else ""), text, zipped)
     log = read_interactions("movielens", path)
-    check(log, ["196", "186"], ["242", "302"], [881250949.0, 891717742.0], [3.0, 3.5], [1, 3])
+    check(log, ["196", "186"], ["242", "302"], [881250949.0, 891717742.0], [3.0, 3.5], lines)
 
 
 def test_movielens_keeps_ids_as_written(tmp_path):
@@ -211,8 +214,12 @@ def test_sasrec_bad_input(tmp_path, text, line, message):
 
 # --- Amazon --------------------------------------------------------------------------------------
 
-RATINGS_2014 = "A39HTATAQ9V7YF,0205616461,5.0,1369699200\nA3JM6GV9MNOF9X,B00004TMFE,3.0,1355443200\n"
-RATINGS_2018 = "0205616461,A39HTATAQ9V7YF,5.0,1369699200\nB00004TMFE,A3JM6GV9MNOF9X,3.0,1355443200\n"
+RATINGS_2014 = (
+    "A39HTATAQ9V7YF,0205616461,5.0,1369699200\nA3JM6GV9MNOF9X,B00004TMFE,3.0,1355443200\n"
+)
+RATINGS_2018 = (
+    "0205616461,A39HTATAQ9V7YF,5.0,1369699200\nB00004TMFE,A3JM6GV9MNOF9X,3.0,1355443200\n"
+)
 USERS, ITEMS = ["A39HTATAQ9V7YF", "A3JM6GV9MNOF9X"], ["0205616461", "B00004TMFE"]
 
 
@@ -227,7 +234,9 @@ def test_amazon_ratings_csv_order_given(tmp_path):
     path = write(tmp_path, "r.csv", "u1,i1,4,100\nu2,i1,2,200\n")
     with pytest.raises(InputError, match=at(path, 1, "cannot tell the user from the item")):
         read_amazon(path)
-    check(read_amazon(path, order="user,item"), ["u1", "u2"], ["i1", "i1"], [100, 200], [4, 2], [1, 2])
+    check(
+        read_amazon(path, order="user,item"), ["u1", "u2"], ["i1", "i1"], [100, 200], [4, 2], [1, 2]
+    )
     log = read_interactions("amazon", path, order="item,user")
     assert log.users.tolist() == ["i1", "i1"] and log.items.tolist() == ["u1", "u2"]
 
@@ -256,8 +265,8 @@ def test_amazon_json_lines_of_every_era(tmp_path, zipped):
     log = read_interactions("amazon", write(tmp_path, "reviews.json", REVIEWS, zipped))
     check(
         log,
-        USERS + ["AGKHLEW2", "AGKHLEW2"],
-        ITEMS + ["B00YQ6X8EO", "B081TJ8YS3"],
+        [*USERS, "AGKHLEW2", "AGKHLEW2"],
+        [*ITEMS, "B00YQ6X8EO", "B081TJ8YS3"],
         [1369699200.0, 1355443200.0, 1588687728.923, 1588615855.07],
         [5.0, 3.0, 4.0, 1.0],
         [1, 3, 4, 5],
@@ -279,6 +288,7 @@ def test_amazon_json_lines_of_every_era(tmp_path, zipped):
         ('{"asin": "B1"}\n', 1, "review has no 'reviewerID' or 'user_id'"),
         ("{1, 2}\n", 1, "a set, expected a JSON object"),
         ("A39HTATAQ9V7YF,0205616461,5.0,1369699200\nA1,B1,5.0\n", 2, "3 comma-separated fields"),
+        ("A39HTATAQ9V7YF,0205616461,5.0\n", 1, "3 comma-separated fields, expected 4 (user, item"),
         ("A39HTATAQ9V7YF,0205616461,5.0,1369699200\nA1,B1,5.0,soon\n", 2, "timestamp 'soon'"),
         ("user_id,rating,timestamp\n", 1, "header has no parent_asin"),
     ],

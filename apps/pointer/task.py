@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,6 +19,7 @@ from apps.pointer.plots import examples_figure, pointer_steps_figure
 from core.inspect import Recording
 from core.nn import PointerAttention
 from core.train import AppTask, as_config
+from core.train.figures import write_png
 
 
 def target_count(batch: PointBatch) -> torch.Tensor:
@@ -150,10 +150,7 @@ class PointerTask(AppTask):
         count = min(4, len(batch))
         steps = [decodings[0].weights[i * self.beam_width][0].numpy() for i in range(count)]
         figure = pointer_steps_figure(batch.raw_points[:count], steps)
-        path = out_dir / "pointer_steps.png"
-        figure.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(figure)
-        return [path]
+        return [write_png(figure, out_dir / "pointer_steps.png")]
 
     def evaluation_protocol(self) -> dict[str, Any]:
         return {

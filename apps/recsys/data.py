@@ -187,8 +187,7 @@ class RecsysDataModule(AppDataModule):
         self.record_file("interactions", path)
         log_ = read_interactions("atomic" if format == "generated" else format, path)
         self.sequences = build_sequences(log_, min_interactions, k_core, min_rating)
-        counts = ", ".join(f"{k} {v:,}" for k, v in self.sequences.counts.items())
-        log.info("%s: %s; sha256 of the kept interactions %s", path, counts, self.sequences.digest)
+        log.info("%s: sha256 of the kept interactions %s", path, self.sequences.digest)
         self.split: Split | None = None
 
     def resolve(self, name: str) -> Path:

@@ -35,12 +35,11 @@ from apps.recsys.textfiles import (
     Row,
     collect,
     data_lines,
-    input_file,
     layout_blocks,
     number,
     row_blocks,
 )
-from core.train.errors import InputError
+from core.train.errors import InputError, input_file
 
 FORMATS = ("atomic", "movielens", "sasrec", "amazon")
 

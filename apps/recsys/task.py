@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -21,6 +20,7 @@ from apps.recsys.plots import Ranked, attention_figure, ranks_figure, transition
 from apps.recsys.softmax import full_softmax_cross_entropy, sampled_binary_cross_entropy
 from core.inspect import Recording, record
 from core.train import AppTask, as_config
+from core.train.figures import write_png
 
 Loss = Literal["softmax", "sampled_bce"]
 NEGATIVE_REDRAWS = 4  # SASRec redraws a negative that is one of the user's items
@@ -229,10 +229,7 @@ class RecsysTask(AppTask):
         figure = attention_figure(recording, items, self.item_tokens, f"User {batch.users[0]}")
         if figure is None:
             return []
-        path = out_dir / "branch_attention.png"
-        figure.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(figure)
-        return [path]
+        return [write_png(figure, out_dir / "branch_attention.png")]
 
     def evaluation_protocol(self) -> dict[str, Any]:
         return {

@@ -32,18 +32,6 @@ _PROGRESS_FROM_BYTES = 4 << 20  # files this big (on disk) show a progress bar o
 _BLOCK_ROWS = 1 << 16  # lines parsed before their columns become arrays (lists of str are big)
 
 
-def input_file(path: str | Path, what: str) -> Path:
-    """``path`` as a Path, refusing a missing, non-regular or empty file (``what``: which file)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file (expected {what})")
-    if not path.is_file():
-        raise InputError(f"{path}: not a regular file (expected {what})")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: file is empty (expected {what})")
-    return path
-
-
 def data_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, text without its line end) of each non-blank line of a UTF-8 file,
     gunzipped when it starts with gzip's magic bytes (whatever its name), with a progress bar for

@@ -18,18 +18,6 @@ from core.train.errors import InputError
 _SHOW = 5  # how many offending names a message lists
 
 
-def input_file(path: str | Path, what: str) -> Path:
-    """``path`` as a Path, refusing a missing, non-regular or empty file (``what``: which file)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file (expected the {what})")
-    if not path.is_file():
-        raise InputError(f"{path}: not a regular file (expected the {what})")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: file is empty (expected the {what})")
-    return path
-
-
 def listing(names: list[str]) -> str:
     """``'a', 'b', 'c' and 4 more``: the first few of a list of offending names."""
     shown = ", ".join(repr(name) for name in names[:_SHOW])

@@ -16,13 +16,12 @@ from apps.traffic.checks import (
     check_increasing,
     check_unique,
     check_weights,
-    input_file,
     interval_from_timestamps,
     listing,
 )
 from apps.traffic.csvfiles import csv_rows, is_number
 from apps.traffic.series import TrafficSeries
-from core.train.errors import InputError
+from core.train.errors import InputError, input_file
 
 
 def read_metr(
@@ -37,15 +36,15 @@ def read_metr(
     more sensors than the readings; every sensor with readings must be in it), and optionally
     ``graph_sensor_locations*.csv`` for (latitude, longitude). ``key``: the HDF5 key, needed only
     when the file holds several frames and none is called ``df`` or ``speed``."""
-    values_path = input_file(values_file, "METR-LA/PEMS-BAY .h5 readings")
-    graph_path = input_file(graph_file, "DCRNN adjacency pickle (adj_mx.pkl)")
+    values_path = input_file(values_file, "the METR-LA/PEMS-BAY .h5 readings")
+    graph_path = input_file(graph_file, "the DCRNN adjacency pickle (adj_mx.pkl)")
     sensor_ids, speeds, stamps = read_h5_speeds(values_path, key)
     graph_ids, matrix = read_adjacency_pickle(graph_path)
     order = _positions(sensor_ids, graph_ids, values_path, graph_path)
     files = [values_path, graph_path]
     coordinates = None
     if locations_file is not None:
-        locations_path = input_file(locations_file, "sensor locations CSV")
+        locations_path = input_file(locations_file, "the sensor locations CSV")
         located_ids, places = read_locations(locations_path)
         coordinates = places[_positions(sensor_ids, located_ids, values_path, locations_path)]
         files.append(locations_path)
@@ -82,7 +81,7 @@ def read_h5_speeds(
     ``datetime64[ns]``, or None for a plain 0..T-1 index)."""
     import pandas as pd
 
-    path = input_file(path, "METR-LA/PEMS-BAY .h5 readings")
+    path = input_file(path, "the METR-LA/PEMS-BAY .h5 readings")
     frame = _h5_frame(path, key)
     if not isinstance(frame, pd.DataFrame):
         raise InputError(
@@ -161,7 +160,7 @@ def read_adjacency_pickle(path: str | Path) -> tuple[list[str], np.ndarray]:
     """DCRNN's ``adj_mx*.pkl`` (``[sensor_ids, sensor_id_to_ind, adj_mx]``, pickled by Python 2) →
     (sensor IDs in matrix order, adjacency [N, N] float64, directed, diagonal 1 in DCRNN's files).
     Unpickling can run code named in the file: read only files you trust."""
-    path = input_file(path, "DCRNN adjacency pickle (adj_mx.pkl)")
+    path = input_file(path, "the DCRNN adjacency pickle (adj_mx.pkl)")
     try:
         with path.open("rb") as handle:
             content = pickle.load(handle, encoding="latin1")
@@ -209,7 +208,7 @@ def read_locations(path: str | Path) -> tuple[list[str], np.ndarray]:
     With a header (METR-LA's ``index,sensor_id,latitude,longitude``) the columns are found by name;
     without one (PEMS-BAY's file) the rows are ``sensor_id,latitude,longitude``, or the same after an
     index column."""
-    path = input_file(path, "sensor locations CSV")
+    path = input_file(path, "the sensor locations CSV")
     rows = list(csv_rows(path))
     if not rows:
         raise InputError(f"{path}: no rows, expected sensor_id,latitude,longitude")

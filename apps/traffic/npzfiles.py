@@ -21,14 +21,13 @@ from apps.traffic.checks import (
     check_increasing,
     check_unique,
     check_weights,
-    input_file,
     interval_from_timestamps,
     listing,
     positive,
 )
 from apps.traffic.csvfiles import numeric_csv
 from apps.traffic.series import TrafficSeries
-from core.train.errors import InputError
+from core.train.errors import InputError, input_file
 
 NPZ_KEYS = (
     "values",
@@ -110,7 +109,7 @@ def read_npz(path: str | Path) -> TrafficSeries:
     missing — so they may hold anything, NaN included), ``timestamps`` [T] (datetime64, or int64
     unix seconds), ``sensor_ids`` [N] (default "0".."N-1"), ``coordinates`` [N, 2] and
     ``interval_minutes`` (default: the timestamps' step, else 5). Other keys are refused."""
-    path = input_file(path, "traffic .npz")
+    path = input_file(path, "the traffic .npz")
     arrays = load_npz(path)
     unknown = sorted(set(arrays) - set(NPZ_KEYS))
     if unknown:
@@ -213,7 +212,7 @@ def read_windows(
     * ``.csv`` (the T-GCN layout: a header row of sensor IDs, a row a step, at least ``history``
       rows; C must be 1): every ``history`` consecutive rows are one input (S = rows - history + 1).
     """
-    path = input_file(path, "prediction windows (.npz or .csv)")
+    path = input_file(path, "the prediction windows (.npz or .csv)")
     positive(history, "history")
     positive(channels, "channels")
     if not sensor_ids:

@@ -31,7 +31,6 @@ from apps.traffic.checks import (
     as_numbers,
     check_finite,
     check_unique,
-    input_file,
     listing,
     positive,
 )
@@ -39,7 +38,7 @@ from apps.traffic.csvfiles import adjacency_csv, csv_rows, is_number, numeric_cs
 from apps.traffic.metr import read_metr
 from apps.traffic.npzfiles import load_npz, read_npz
 from apps.traffic.series import TrafficSeries
-from core.train.errors import InputError
+from core.train.errors import InputError, input_file
 
 FORMATS = ("metr", "pemsd7", "tgcn", "pems", "npz")
 
@@ -70,8 +69,8 @@ def read_pemsd7(
     column a sensor) and ``W_228.csv`` [N, N]: road distances in metres turned into weights by
     :func:`stgcn_weights`, or (``distances=False``) weights used as they are. The files name no
     sensors, so the IDs are "0".."N-1"."""
-    values_path = input_file(values_file, "PeMSD7 readings CSV (V_228.csv)")
-    graph_path = input_file(graph_file, "PeMSD7 distance CSV (W_228.csv)")
+    values_path = input_file(values_file, "the PeMSD7 readings CSV (V_228.csv)")
+    graph_path = input_file(graph_file, "the PeMSD7 distance CSV (W_228.csv)")
     if sigma2 <= 0:
         raise InputError(f"sigma2 must be positive, got {sigma2}")
     _, speeds = numeric_csv(values_path, header=False)
@@ -101,8 +100,8 @@ def read_tgcn(
     """The T-GCN CSVs: ``*_speed.csv`` (a header row of sensor IDs, then a row a time step) →
     values [T, N, 1]; ``*_adj.csv`` (no header) → adjacency [N, N]. ``interval_minutes``: None
     means 15 for the Shenzhen files (``sz_*``) and 5 otherwise (Los Angeles)."""
-    values_path = input_file(values_file, "T-GCN speed CSV (los_speed.csv)")
-    graph_path = input_file(graph_file, "T-GCN adjacency CSV (los_adj.csv)")
+    values_path = input_file(values_file, "the T-GCN speed CSV (los_speed.csv)")
+    graph_path = input_file(graph_file, "the T-GCN adjacency CSV (los_adj.csv)")
     sensor_ids, speeds = numeric_csv(values_path, header=True)
     assert sensor_ids is not None
     matrix = adjacency_csv(graph_path, len(sensor_ids), values_path)
@@ -135,8 +134,8 @@ def read_pems(
     A[from, to] = 1 (``weights="binary"``, as ASTGCN) or = cost (``"distance"``). The ends are
     sensor indices, or, with ``ids_file`` (``PEMS03.txt``, one ID a line in index order), sensor IDs;
     the IDs then name the sensors, else "0".."N-1"."""
-    values_path = input_file(values_file, "PEMS .npz readings")
-    graph_path = input_file(graph_file, "PEMS edge list CSV (from,to,cost)")
+    values_path = input_file(values_file, "the PEMS .npz readings")
+    graph_path = input_file(graph_file, "the PEMS edge list CSV (from,to,cost)")
     if weights not in ("binary", "distance"):
         raise InputError(f"weights must be 'binary' or 'distance', got {weights!r}")
     arrays = load_npz(values_path)
@@ -154,7 +153,7 @@ def read_pems(
     sensor_ids = None
     files = [values_path, graph_path]
     if ids_file is not None:
-        ids_path = input_file(ids_file, "PEMS sensor ID list (PEMS03.txt)")
+        ids_path = input_file(ids_file, "the PEMS sensor ID list (PEMS03.txt)")
         sensor_ids = _id_list(ids_path, data.shape[1], values_path)
         files.append(ids_path)
     matrix = _edge_list(graph_path, data.shape[1], sensor_ids, weights, values_path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -18,6 +17,7 @@ from apps.traffic.plots import attention_figures, forecast_figure
 from apps.traffic.windows import Standardizer, TrafficBatch
 from core.inspect import Recording, record
 from core.train import AppTask, as_config
+from core.train.figures import write_png
 
 BASELINES = ("HA", "last_value")
 
@@ -166,12 +166,8 @@ class TrafficTask(AppTask):
         """Hook of ``core.inspect.AttentionInspector``: per head, the spatial attention of the last
         history step drawn on the sensor graph and the temporal attention as a T_in × T_in map, and
         the statistics of spatial against temporal heads."""
-        paths = []
-        for name, figure in attention_figures(recording, self.graph, self.model.history).items():
-            paths.append(out_dir / f"{name}.png")
-            figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
-            plt.close(figure)
-        return paths
+        figures = attention_figures(recording, self.graph, self.model.history)
+        return [write_png(figure, out_dir / f"{name}.png") for name, figure in figures.items()]
 
     def attention_positions(self, batch: TrafficBatch) -> torch.Tensor | None:
         """Hook of ``core.inspect.AttentionInspector``: sensor positions in km ``[N, 2]`` when the

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-import matplotlib.pyplot as plt
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
@@ -15,7 +14,7 @@ from core.inspect.figures import heads_figure
 from core.inspect.recorder import Recording, WeightLimits
 from core.inspect.redistribute import Redistribution
 from core.inspect.stats import SINK_LINE, TOP_K
-from core.train.figures import run_folder
+from core.train.figures import run_folder, write_png
 
 Stage = Literal["validate", "test"]
 
@@ -176,10 +175,7 @@ class AttentionInspector(Callback):
         statistics = recording.statistics()
         self.paths = [recording.write_csv(out_dir / "statistics.csv")]
         if statistics:
-            figure = heads_figure(statistics)
-            self.paths.append(out_dir / "heads.png")
-            figure.savefig(self.paths[-1], dpi=110, bbox_inches="tight")
-            plt.close(figure)
+            self.paths.append(write_png(heads_figure(statistics), out_dir / "heads.png"))
         render = getattr(pl_module, "render_attention", None)
         if render is not None and recording.weights:
             self.paths += render(recording, out_dir)

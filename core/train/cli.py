@@ -50,6 +50,17 @@ class _NoAdvertising(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdvertising())
 
 
+def _show_app_logs() -> None:
+    """Print the apps' INFO records (data counts, what was filtered or generated) on stderr, as
+    Lightning prints its own; without a handler Python would show only warnings."""
+    apps_log = logging.getLogger("apps")
+    if not apps_log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        apps_log.addHandler(handler)
+        apps_log.setLevel(logging.INFO)
+
+
 class ManyheadsCLI(LightningCLI):
     """LightningCLI with the house defaults: seed 0, no flag abbreviations, run folders under
     ``runs/<app>/<run_name>/``, the shared callbacks, and data-dependent model arguments linked from
@@ -209,6 +220,7 @@ def cli_main(
     Bad input — :class:`InputError`, a missing file, an unknown or malformed flag — exits with status 2
     and one line on stderr; anything else (a bug) raises with its traceback.
     """
+    _show_app_logs()
     try:
         return ManyheadsCLI(model_class, datamodule_class, app, links=links, args=args, run=run)
     except (InputError, FileNotFoundError, ArgumentError) as error:

@@ -136,7 +136,8 @@ class RecsysDataModule(AppDataModule):
         format: ``generated`` (the built-in generator, the default) or a reader of
             :mod:`apps.recsys.readers`: ``atomic`` (RecBole ``.inter``), ``movielens`` (``u.data``,
             ``ratings.dat``, ``ratings.csv``), ``sasrec`` (``user item`` lines), ``amazon``.
-        file: the interaction file (relative paths are under ``root``).
+        interactions_file: the interaction file (a relative path is looked up as given, then under
+            ``root``).
         generate_users, generate_items: size of the generated data.
         min_interactions: users with fewer are dropped (counted; 3 = train, validation and test).
         k_core: iterative k-core filter of users and items (0: off; 5 for the 5-core datasets).
@@ -154,7 +155,7 @@ class RecsysDataModule(AppDataModule):
     def __init__(
         self,
         format: Format = "generated",
-        file: str | None = None,
+        interactions_file: str | None = None,
         generate_users: int = 6000,
         generate_items: int = 3000,
         min_interactions: int = 3,
@@ -180,10 +181,12 @@ class RecsysDataModule(AppDataModule):
         self.distill_temperature = distill_temperature
         if format == "generated":
             path = ensure_generated(self.root, generate_users, generate_items, seed)
-        elif file is None:
-            raise InputError(f"--data.format {format} needs --data.file (the interaction file)")
+        elif interactions_file is None:
+            raise InputError(
+                f"--data.format {format} needs --data.interactions_file (the interaction file)"
+            )
         else:
-            path = self.resolve(file)
+            path = self.resolve(interactions_file)
         self.record_file("interactions", path)
         log_ = read_interactions("atomic" if format == "generated" else format, path)
         self.sequences = build_sequences(log_, min_interactions, k_core, min_rating)

@@ -75,12 +75,16 @@ def attention_figure(
     return fig
 
 
-def transitions_figure(rows: Sequence[tuple[str, Ranked, Ranked]]) -> plt.Figure:
-    """Per item ``(token, teacher's next items, student's next items)``: TED's teacher (the
-    training transitions) beside what the item embeddings predict, as ranked bars."""
+def transitions_figure(rows: Sequence[tuple[str, Ranked, Ranked, float]]) -> plt.Figure:
+    """Per item ``(token, teacher's next items, student's next items, student's probability of
+    the item itself)``: TED's teacher (the training transitions) beside what the item embeddings
+    predict, as ranked bars; the student's own item is left out of its bars, named in the title."""
     fig, axes = plt.subplots(len(rows), 2, figsize=(8.0, 1.7 * len(rows)), squeeze=False)
-    for (token, teacher, student), pair in zip(rows, axes, strict=True):
-        for ax, ranked, who in ((pair[0], teacher, "teacher"), (pair[1], student, "student")):
+    for (token, teacher, student, itself), pair in zip(rows, axes, strict=True):
+        for ax, ranked, who in (
+            (pair[0], teacher, "teacher"),
+            (pair[1], student, f"student (itself: {itself:.2f}, not shown)"),
+        ):
             names = [name for name, _ in ranked][::-1]
             ax.barh(names, [p for _, p in ranked][::-1],
                     color="tab:gray" if who == "teacher" else "tab:green")  # fmt: skip

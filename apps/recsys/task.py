@@ -207,17 +207,21 @@ class RecsysTask(AppTask):
             figures["transitions"] = transitions_figure(rows[:TRANSITION_ROWS])
         return figures
 
-    def _transitions(self, example: Example) -> tuple[str, Ranked, Ranked]:
+    def _transitions(self, example: Example) -> tuple[str, Ranked, Ranked, float]:
         """The latest item of ``example`` with its teacher's and its embedding's likeliest next
-        items (the student of TED: ``softmax(√d · e_i · Eᵀ / τ)``)."""
+        items (the student of TED: ``softmax(√d · e_i · Eᵀ / τ)``, whose largest entry is usually
+        the item itself: that one is left out of the list and returned on its own)."""
         item, tokens = int(example.items[-1]), self.item_tokens
         with torch.no_grad():
             table = self.model.items
             logits = table[item - 1] @ table.T * self.config.d_model**0.5
-            best = torch.softmax(logits / self.distill_temperature, 0).topk(TRANSITION_TOP)
+            probabilities = torch.softmax(logits / self.distill_temperature, 0)
+            itself = float(probabilities[item - 1])
+            probabilities[item - 1] = -1.0
+            best = probabilities.topk(TRANSITION_TOP)
         student = [(tokens[i], float(p)) for i, p in zip(best.indices, best.values, strict=True)]
         teacher = [(tokens[i - 1], p) for i, p in example.teacher or []]
-        return tokens[item - 1], teacher, student
+        return tokens[item - 1], teacher, student, itself
 
     def render_attention(self, recording: Recording, out_dir: Path) -> list[Path]:
         """Hook of ``core.inspect.AttentionInspector``: the first recorded user's attention, short-

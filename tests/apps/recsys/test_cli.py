@@ -81,7 +81,7 @@ def test_bad_file_exits_2_with_one_line_and_leaves_nothing(in_tmp):
     (in_tmp / "bad.inter").write_text("user_id:token\trating:float\n1\t3\n")
     done = subprocess.run(
         [sys.executable, "-m", "apps.recsys", "fit", *BASE, "--data.format", "atomic",
-         "--data.file", str(in_tmp / "bad.inter")],
+         "--data.interactions_file", str(in_tmp / "bad.inter")],
         capture_output=True, text=True, cwd=in_tmp, timeout=300,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip

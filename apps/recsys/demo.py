@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from apps.recsys.data import RecsysDataModule
-from apps.recsys.metrics import RankingMetrics, mask_seen, target_ranks
+from apps.recsys.metrics import RankingMetrics, rank_items
 from core.train.cli import ManyheadsCLI
 from core.train.report import Baseline, DemoCard, MetricRow
 
@@ -23,8 +23,8 @@ def popularity_metrics(cli: ManyheadsCLI) -> dict[str, float]:
     popularity = torch.from_numpy(counts).double()
     metric = RankingMetrics(seqs.num_items, KS)
     for batch in data.test_dataloader():
-        scores = mask_seen(popularity.expand(len(batch), -1), batch.seen, batch.target)
-        metric.update(target_ranks(scores, batch.target), scores.topk(max(KS)).indices)
+        scores = popularity.expand(len(batch), -1)
+        metric.update(*rank_items(scores, batch.seen, batch.target, batch.candidates, max(KS)))
     return {f"test/{name}": float(value) for name, value in metric.compute().items()}
 
 

@@ -21,12 +21,32 @@ from torchmetrics import Metric
 def mask_seen(scores: torch.Tensor, seen: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Full-ranking scores ``[B, N + 1]`` with column 0 (padding) and every item in ``seen``
     ``int64 [B, S]`` (0 = padding) set to -inf, except the case's own target ``[B]``: a target the
-    user consumed before (repeat consumption) stays rankable, else it could never be hit."""
+    user consumed before (repeat consumption) stays rankable, else it could never be hit. A target
+    of 0 (unknown: predict) unmasks nothing."""
     masked = torch.zeros_like(scores, dtype=torch.bool)
     masked.scatter_(1, seen, True)
+    known = (targets > 0).nonzero(as_tuple=True)[0]
+    masked[known, targets[known]] = False
     masked[:, 0] = True
-    masked[torch.arange(len(targets), device=scores.device), targets] = False
     return scores.masked_fill(masked, float("-inf"))
+
+
+def rank_items(
+    scores: torch.Tensor,
+    seen: torch.Tensor,
+    targets: torch.Tensor,
+    candidates: torch.Tensor | None,
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ranks ``[B]`` of the targets and the top-``k`` item ids ``[B, k]`` from the scores of every
+    item ``[B, N + 1]``: over all unseen items (full ranking, ``candidates`` None), or among each
+    row's ``candidates [B, C]`` (the target first, then its sampled negatives)."""
+    if candidates is None:
+        scores = mask_seen(scores, seen, targets)
+        return target_ranks(scores, targets), scores.topk(k).indices
+    scores = scores.gather(1, candidates)
+    top = scores.topk(min(k, scores.shape[1])).indices
+    return target_ranks(scores, torch.zeros_like(targets)), candidates.gather(1, top)
 
 
 def target_ranks(scores: torch.Tensor, targets_col: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from apps.recsys.data import EvalBatch, TrainBatch
 from apps.recsys.distill import distillation_loss
-from apps.recsys.metrics import RankingMetrics, mask_seen, target_ranks
+from apps.recsys.metrics import RankingMetrics, mask_seen, rank_items
 from apps.recsys.model import MQSA, RecsysConfig
 from apps.recsys.plots import Ranked, attention_figure, ranks_figure, transitions_figure
 from apps.recsys.softmax import full_softmax_cross_entropy, sampled_binary_cross_entropy
@@ -129,15 +129,9 @@ class RecsysTask(AppTask):
         """Latest representations ``[B, d]``, target ranks ``[B]`` (0-based) and the top
         ``max(ks)`` items ``[B, K]`` (ids): over every unseen item, or among the candidates."""
         hidden = self.model(batch.items)[:, -1]
-        top_k = max(self.ks)
-        if batch.candidates is None:
-            scores = mask_seen(self.model.scores(hidden), batch.seen, batch.target)
-            return hidden, target_ranks(scores, batch.target), scores.topk(top_k).indices
-        candidates = batch.candidates
-        scores = (self.model.item_embedding(candidates) * hidden[:, None]).sum(-1)
-        first = torch.zeros_like(batch.target)  # the target is candidate 0
-        top = scores.topk(min(top_k, scores.shape[1])).indices
-        return hidden, target_ranks(scores, first), candidates.gather(1, top)
+        scores = self.model.scores(hidden)
+        ranks, top = rank_items(scores, batch.seen, batch.target, batch.candidates, max(self.ks))
+        return hidden, ranks, top
 
     def _evaluate(self, batch: EvalBatch, stage: str) -> None:
         hidden, ranks, top = self.rank(batch)

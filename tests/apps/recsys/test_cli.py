@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from apps.recsys.__main__ import main
+from apps.recsys.demo import popularity_metrics
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIGS = REPO / "configs" / "recsys"
@@ -55,13 +56,19 @@ def test_sampled_negatives_are_drawn_once_and_reused(in_tmp):
     saved = sorted((in_tmp / "cache").glob("negatives_test_*.npy"))
     main(["test", *BASE, *sampled, "--ckpt_path", "last"])
     first = np.load(sorted((in_tmp / "cache").glob("negatives_test_*.npy"))[0])
-    main(["test", *BASE, *sampled, "--ckpt_path", "last"])
+    tested = main(["test", *BASE, *sampled, "--ckpt_path", "last"])
     again = np.load(sorted((in_tmp / "cache").glob("negatives_test_*.npy"))[0])
     np.testing.assert_array_equal(first, again)
     assert first.shape[1] == 20 and saved  # drawn at fit already
     results = json.loads((run / "test-2/results.json").read_text())
     assert results["data"]["ranking"].startswith("sampled")
     assert "test_negatives" in results["data"]["files"]
+    popular = popularity_metrics(tested)  # the demo's baseline, among the same candidates
+    assert set(popular) == {k for k in results["metrics"] if k != "test/loss"}
+    assert all(
+        0.0 <= popular[f"test/NDCG@{k}"] <= popular[f"test/HR@{k}"] <= 1 for k in (5, 10, 20)
+    )
+    assert popular["test/HR@5"] <= popular["test/HR@10"] <= popular["test/HR@20"]
 
 
 def test_sasrec_baseline_on_a_temporal_split(in_tmp):

@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from apps.recsys.metrics import RankingMetrics, hit_rate, mask_seen, ndcg, target_ranks
+from apps.recsys.metrics import (
+    RankingMetrics,
+    hit_rate,
+    mask_seen,
+    ndcg,
+    rank_items,
+    target_ranks,
+)
 
 
 def test_hit_rate_and_ndcg_on_hand_made_ranks():
@@ -72,3 +79,17 @@ def test_two_halves_accumulate_like_one_update():
     half = RankingMetrics(100)
     half.update(ranks[:4], top[:4])
     assert float(half.compute()["Coverage@20"]) < float(expected["Coverage@20"])
+
+
+def test_an_unknown_target_unmasks_nothing_not_even_padding() -> None:
+    scores = torch.tensor([[9.0, 1.0, 2.0, 3.0]])
+    masked = mask_seen(scores, torch.tensor([[2, 0]]), torch.tensor([0]))
+    assert masked[0].tolist() == [float("-inf"), 1.0, float("-inf"), 3.0]
+
+
+def test_rank_items_among_sampled_candidates() -> None:
+    scores = torch.tensor([[0.0, 5.0, 1.0, 7.0, 3.0]])  # items 1..4
+    candidates = torch.tensor([[2, 1, 4]])  # target 2 first, then negatives 1 and 4
+    ranks, top = rank_items(scores, torch.tensor([[1]]), torch.tensor([2]), candidates, k=5)
+    assert ranks.tolist() == [2]  # items 1 (5.0) and 4 (3.0) score above the target's 1.0
+    assert top.tolist() == [[1, 4, 2]]  # only candidates; the seen item 1 is a candidate here

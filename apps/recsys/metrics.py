@@ -19,16 +19,17 @@ from torchmetrics import Metric
 
 
 def mask_seen(scores: torch.Tensor, seen: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Full-ranking scores ``[B, N + 1]`` with column 0 (padding) and every item in ``seen``
-    ``int64 [B, S]`` (0 = padding) set to -inf, except the case's own target ``[B]``: a target the
-    user consumed before (repeat consumption) stays rankable, else it could never be hit. A target
-    of 0 (unknown: predict) unmasks nothing."""
-    masked = torch.zeros_like(scores, dtype=torch.bool)
-    masked.scatter_(1, seen, True)
+    """Set column 0 (padding) and every item in ``seen`` ``int64 [B, S]`` (0 = padding) of the
+    full-ranking scores ``[B, N + 1]`` to -inf, in place (the score matrix is the largest tensor
+    of an evaluation: no copy), except the case's own target ``[B]``: a target the user consumed
+    before (repeat consumption) stays rankable, else it could never be hit. A target of 0
+    (unknown: predict) unmasks nothing. Returns ``scores``."""
     known = (targets > 0).nonzero(as_tuple=True)[0]
-    masked[known, targets[known]] = False
-    masked[:, 0] = True
-    return scores.masked_fill(masked, float("-inf"))
+    kept = scores[known, targets[known]]
+    scores.scatter_(1, seen, float("-inf"))
+    scores[known, targets[known]] = kept
+    scores[:, 0] = float("-inf")
+    return scores
 
 
 def rank_items(
@@ -55,7 +56,7 @@ def target_ranks(scores: torch.Tensor, targets_col: torch.Tensor) -> torch.Tenso
     model ranks last (C - 1); a NaN score counts as higher than the target, and a NaN target ranks
     last, so a broken model can never look good."""
     target = scores.gather(1, targets_col[:, None])
-    return (~(scores < target)).sum(dim=1) - 1
+    return scores.shape[1] - 1 - (scores < target).sum(dim=1)
 
 
 def hit_rate(ranks: torch.Tensor, k: int) -> torch.Tensor:

@@ -21,31 +21,34 @@ def rows_per_chunk(num_items: int) -> int:
 
 
 class _ChunkedLogSumExp(torch.autograd.Function):
+    """Every scale is applied on the ``[rows, d]`` side and ``−lse`` inside the matrix product, so
+    each ``[chunk, N]`` block is written once by the product and passed over once by ``exp``."""
+
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, table: torch.Tensor, scale: float) -> torch.Tensor:
+        scaled = hidden * scale
         chunk = rows_per_chunk(table.shape[0])
         out = hidden.new_empty(hidden.shape[0])
         for start in range(0, hidden.shape[0], chunk):
             rows = slice(start, start + chunk)
-            out[rows] = torch.logsumexp(hidden[rows] @ table.T * scale, dim=1)
-        ctx.save_for_backward(hidden, table, out)
+            out[rows] = torch.logsumexp(scaled[rows] @ table.T, dim=1)
+        ctx.save_for_backward(scaled, table, out)
         ctx.scale = scale
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
-        hidden, table, lse = ctx.saved_tensors
-        scale = ctx.scale
-        grad_hidden, grad_table = torch.empty_like(hidden), torch.zeros_like(table)
+        scaled, table, lse = ctx.saved_tensors
+        weighted = scaled * grad[:, None]  # hidden · grad · scale: grad_table's row factors
+        grad_hidden, grad_table = torch.empty_like(scaled), torch.zeros_like(table)
         chunk = rows_per_chunk(table.shape[0])
-        for start in range(0, hidden.shape[0], chunk):
+        for start in range(0, scaled.shape[0], chunk):
             rows = slice(start, start + chunk)
-            # d lse / d logits = softmax; times the incoming gradient and the chain rule's scale
-            weights = torch.exp(hidden[rows] @ table.T * scale - lse[rows, None])
-            weights *= (grad[rows] * scale)[:, None]
-            grad_hidden[rows] = weights @ table
-            grad_table.addmm_(weights.T, hidden[rows])
+            # d lse / d logits = softmax(logits) = exp(logits − lse)
+            softmax = torch.addmm(-lse[rows, None], scaled[rows], table.T).exp_()
+            grad_hidden[rows] = softmax @ table * (grad[rows] * ctx.scale)[:, None]
+            grad_table.addmm_(softmax.T, weighted[rows])
         return grad_hidden, grad_table, None
 
 

@@ -23,7 +23,7 @@ def popularity_metrics(cli: ManyheadsCLI) -> dict[str, float]:
     popularity = torch.from_numpy(counts).double()
     metric = RankingMetrics(seqs.num_items, KS)
     for batch in data.test_dataloader():
-        scores = popularity.expand(len(batch), -1)
+        scores = popularity.repeat(len(batch), 1)  # ranked in place: one row each
         metric.update(*rank_items(scores, batch.seen, batch.target, batch.candidates, max(KS)))
     return {f"test/{name}": float(value) for name, value in metric.compute().items()}
 

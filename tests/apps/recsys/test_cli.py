@@ -25,7 +25,7 @@ def test_movielens_fit_test_and_predict_for_new_users(in_tmp, shared_data):
               "-c", str(TINY), "--data.root", str(shared_data / "recsys")]  # fmt: skip
     main(["fit", *ml100k, "--trainer.max_steps", "2"])
     run = in_tmp / "runs" / "recsys" / "tiny"
-    main(["test", *ml100k, "--ckpt_path", "best"])
+    tested = main(["test", *ml100k, "--ckpt_path", "best"])
     results = json.loads((run / "test/results.json").read_text())
     for k in (5, 10, 20):
         assert 0.0 <= results["metrics"][f"test/NDCG@{k}"] <= results["metrics"][f"test/HR@{k}"]
@@ -34,6 +34,8 @@ def test_movielens_fit_test_and_predict_for_new_users(in_tmp, shared_data):
     assert results["data"]["counts"]["test"] == 943
     assert results["data"]["ranking"].startswith("full")
     assert results["protocol"]["model"] == "MQSA"
+    popular = popularity_metrics(tested)  # the demo's baseline, over every unseen item
+    assert 0.0 < popular["test/HR@20"] < 1.0 and popular["test/Coverage@10"] < 0.05
 
     (in_tmp / "users.txt").write_text("new1 242 302 377\n\nnew2 51 no-such-item\n")
     main(["predict", *ml100k, "--ckpt_path", "last", "--data.predict_file",

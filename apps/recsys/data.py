@@ -29,7 +29,7 @@ from apps.recsys.sequences import (
 )
 from core.train import AppDataModule, InputError
 
-log = logging.getLogger("apps.recsys")
+logger = logging.getLogger("apps.recsys")
 
 Format = Literal["generated", "atomic", "movielens", "sasrec", "amazon"]
 Protocol = Literal["leave_one_out", "temporal"]
@@ -179,6 +179,11 @@ class RecsysDataModule(AppDataModule):
         self.temporal_ratios, self.negatives = temporal_ratios, negatives
         self.max_len, self.predict_file = max_len, predict_file
         self.distill_temperature = distill_temperature
+        if format == "generated" and interactions_file is not None:
+            raise InputError(
+                f"--data.interactions_file {interactions_file} needs --data.format (atomic, "
+                "movielens, sasrec or amazon); the default format is the generated data"
+            )
         if format == "generated":
             path = ensure_generated(self.root, generate_users, generate_items, seed)
         elif interactions_file is None:
@@ -188,9 +193,9 @@ class RecsysDataModule(AppDataModule):
         else:
             path = self.resolve(interactions_file)
         self.record_file("interactions", path)
-        log_ = read_interactions("atomic" if format == "generated" else format, path)
-        self.sequences = build_sequences(log_, min_interactions, k_core, min_rating)
-        log.info("%s: sha256 of the kept interactions %s", path, self.sequences.digest)
+        interactions = read_interactions("atomic" if format == "generated" else format, path)
+        self.sequences = build_sequences(interactions, min_interactions, k_core, min_rating)
+        logger.info("%s: sha256 of the kept interactions %s", path, self.sequences.digest)
         self.split: Split | None = None
 
     def resolve(self, name: str) -> Path:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from apps.recsys.__main__ import main
 from apps.recsys.demo import popularity_metrics
@@ -98,3 +99,10 @@ def test_bad_file_exits_2_with_one_line_and_leaves_nothing(in_tmp):
     [line] = done.stderr.strip().splitlines()[-1:]
     assert line.startswith("error:") and "bad.inter:1" in line and "item_id" in line
     assert not (in_tmp / "runs").exists()
+
+
+def test_a_file_without_its_format_is_refused(in_tmp, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", *BASE, "--data.interactions_file", "ratings.dat"])
+    assert stopped.value.code == 2
+    assert "needs --data.format" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Modules built on the core ops: attention, transformer layers, positional encodings, pooling."""
 
 from core.nn.attention import MultiHeadAttention, key_padding_to_attention_mask
+from core.nn.cache import KVCache
 from core.nn.pointer import PointerAttention
 from core.nn.pooling import AttentionPool
 from core.nn.positional import LearnedPositionalEncoding, SinusoidalPositionalEncoding
@@ -15,6 +16,7 @@ from core.nn.transformer import (
 __all__ = [
     "AttentionPool",
     "FeedForward",
+    "KVCache",
     "LearnedPositionalEncoding",
     "MultiHeadAttention",
     "PointerAttention",

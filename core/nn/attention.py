@@ -12,8 +12,10 @@ from typing import Literal, Protocol
 import torch
 from torch import nn
 
+from core.nn.cache import KVCache
 from core.ops import attention, causal_mask, relative_attention, varlen_attention
 from core.ops._checks import check_mask
+from core.ops.relative_attention import relative_logits_last
 
 RelativeKind = Literal["bidirectional", "causal"]
 
@@ -131,12 +133,14 @@ class MultiHeadAttention(nn.Module):
             attention-weight dropout; this is the same regulariser one step later.
         bias: biases in the four projections.
         kv_dim: width of the keys'/values' input (the cross-attention context); defaults to d_model.
-        max_relative_position: K; when set, the module owns learned relative embeddings ``rel_emb``
+        max_relative_position: K ≥ 0; when set, the module owns learned relative embeddings ``rel_emb``
             ``[H, R, d_head]`` (Shaw et al. 2018, computed the Music Transformer way, §3.4) and distances
             beyond ±K share the edge row. Needs self-attention on dense input.
         relative: which distances ``rel_emb`` covers, fixed at construction: ``"bidirectional"``
             (−K…K, R = 2K+1; encoders) or ``"causal"`` (−K…0, R = K+1; decoders — this makes every
             forward causal, since the table has no rows for future keys).
+        share_relative_across_heads: one table ``[1, R, d_head]`` for every head (the Music
+            Transformer's option) instead of one per head.
         backend: ``"auto" | "reference" | "triton"`` passed to the ops (None: ``MANYHEADS_BACKEND``).
 
     Dense input: ``x [B, L, d_model]``, ``context [B, S, kv_dim]`` → ``[B, L, d_model]``.
@@ -154,6 +158,7 @@ class MultiHeadAttention(nn.Module):
         kv_dim: int | None = None,
         max_relative_position: int | None = None,
         relative: RelativeKind = "bidirectional",
+        share_relative_across_heads: bool = False,
         backend: str | None = None,
     ) -> None:
         super().__init__()
@@ -165,8 +170,8 @@ class MultiHeadAttention(nn.Module):
             d_head = d_model // n_heads
         if relative not in ("bidirectional", "causal"):
             raise ValueError(f"relative must be 'bidirectional' or 'causal', got {relative!r}")
-        if max_relative_position is not None and max_relative_position < 1:
-            raise ValueError(f"max_relative_position must be ≥ 1, got {max_relative_position}")
+        if max_relative_position is not None and max_relative_position < 0:
+            raise ValueError(f"max_relative_position must be ≥ 0, got {max_relative_position}")
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_head
         self.kv_dim = kv_dim if kv_dim is not None else d_model
         self.max_relative_position = max_relative_position
@@ -184,7 +189,8 @@ class MultiHeadAttention(nn.Module):
                 max_relative_position + 1 if relative == "causal" else 2 * max_relative_position + 1
             )
             # N(0, d_head^-1/2), the Music Transformer's (tensor2tensor) initialiser.
-            self.rel_emb = nn.Parameter(torch.randn(n_heads, rows, d_head) * d_head**-0.5)
+            tables = 1 if share_relative_across_heads else n_heads
+            self.rel_emb = nn.Parameter(torch.randn(tables, rows, d_head) * d_head**-0.5)
 
     def forward(
         self,
@@ -196,6 +202,7 @@ class MultiHeadAttention(nn.Module):
         causal: bool = False,
         cu_seqlens: torch.Tensor | None = None,
         context_cu_seqlens: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
         """Attend from ``x`` to ``context`` (self-attention when None).
 
@@ -208,6 +215,9 @@ class MultiHeadAttention(nn.Module):
             causal: query i sees keys j ≤ i (bottom-right aligned when L ≠ S).
             cu_seqlens: int32 ``[N+1]`` segment offsets of packed x.
             context_cu_seqlens: int32 ``[N+1]`` segment offsets of packed context.
+            cache: incremental causal self-attention (dense): x holds the next l tokens, at
+                positions ``cache.length …``; their keys and values are appended to the cache and
+                they attend every cached position and each other causally.
 
         Returns ``[B, L, d_model]`` (dense) or ``[T, d_model]`` (packed).
         """
@@ -217,6 +227,8 @@ class MultiHeadAttention(nn.Module):
             )
         if context_cu_seqlens is not None:
             raise ValueError("context_cu_seqlens needs cu_seqlens (packed input)")
+        if cache is not None:
+            return self._forward_cached(x, context, cache, mask, attn_bias)
         return self._forward_dense(x, context, mask, attn_bias, causal)
 
     def _project(
@@ -275,7 +287,40 @@ class MultiHeadAttention(nn.Module):
                     "relative positions (max_relative_position) need self-attention without "
                     "attn_bias; got " + ("context" if context is not None else "attn_bias")
                 )
-            out = self._relative(q, k, v, self.rel_emb, mask, causal)
+            out = self._relative(q, k, v, self.relative_table(), mask, causal)
+        return self._merge(out.transpose(1, 2))
+
+    def relative_table(self) -> torch.Tensor:
+        """The relative embeddings of every head, ``[H, R, d_head]`` (a shared table expanded)."""
+        assert self.rel_emb is not None
+        return self.rel_emb.expand(self.n_heads, -1, -1)
+
+    def _forward_cached(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None,
+        cache: KVCache,
+        mask: torch.Tensor | None,
+        attn_bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """One decoding step: queries at the last l positions against the whole cache, causally."""
+        if context is not None:
+            raise ValueError("a KVCache is for self-attention; got a context")
+        q, k, v = (t.transpose(1, 2) for t in self._project(x, None, packed=False))
+        k, v = cache.append(k, v)
+        if self.rel_emb is not None:
+            if attn_bias is not None:
+                raise ValueError("relative positions (max_relative_position) refuse attn_bias")
+            causal_table = self.relative == "causal"
+            relative = relative_logits_last(q, self.relative_table(), cache.length, causal_table)
+            attn_bias = relative * self.d_head**-0.5
+        recorder = RECORDER.active
+        if recorder is not None:
+            out = recorder.attention(
+                self, q, k, v, mask=mask, bias=attn_bias, causal=True, self_attention=True
+            )
+        else:
+            out = attention(q, k, v, mask=mask, bias=attn_bias, causal=True, backend=self.backend)
         return self._merge(out.transpose(1, 2))
 
     def _relative(

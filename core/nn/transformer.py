@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.nn.attention import MultiHeadAttention
+from core.nn.cache import KVCache
 
 Activation = Literal["relu", "gelu"]
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"relu": F.relu, "gelu": F.gelu}
@@ -126,6 +127,7 @@ class TransformerDecoderLayer(nn.Module):
         cross_attention: False drops the cross-attention block — a decoder-only layer (GPT, the
             Music Transformer).
         max_relative_position: K for *causal* relative self-attention (distances −K…0).
+        share_relative_across_heads: one relative table for every head.
 
     Input ``[B, L, d_model]``, memory ``[B, S, memory_dim]``; output ``[B, L, d_model]``.
     """
@@ -142,6 +144,7 @@ class TransformerDecoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
         memory_dim: int | None = None,
         cross_attention: bool = True,
+        share_relative_across_heads: bool = False,
         backend: str | None = None,
     ) -> None:
         super().__init__()
@@ -152,6 +155,7 @@ class TransformerDecoderLayer(nn.Module):
             dropout=dropout,
             max_relative_position=max_relative_position,
             relative="causal",
+            share_relative_across_heads=share_relative_across_heads,
             backend=backend,
         )
         self.attn_residual = Residual(d_model, dropout, norm_first, layer_norm_eps)
@@ -172,12 +176,14 @@ class TransformerDecoderLayer(nn.Module):
         *,
         mask: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
         """Decode ``x [B, L, d_model]`` against ``memory [B, S, memory_dim]``.
 
         ``mask`` (broadcastable to ``[B, H, L, L]``) is combined with the causal mask, e.g. target
         key padding; ``memory_mask`` (broadcastable to ``[B, H, L, S]``) hides memory tokens. True =
-        may attend.
+        may attend. With ``cache``, x holds the next tokens after the cached ones (incremental
+        decoding; ``mask`` then broadcasts to ``[B, H, L, cached + L]``).
         """
         if (memory is None) != (self.cross_attn is None):
             raise ValueError(
@@ -185,7 +191,7 @@ class TransformerDecoderLayer(nn.Module):
                 f"memory={'None' if memory is None else tuple(memory.shape)}, "
                 f"cross_attention={self.cross_attn is not None}"
             )
-        x = self.attn_residual(x, lambda h: self.self_attn(h, mask=mask, causal=True))
+        x = self.attn_residual(x, lambda h: self.self_attn(h, mask=mask, causal=True, cache=cache))
         if self.cross_attn is not None:
             x = self.cross_residual(x, lambda h: self.cross_attn(h, memory, mask=memory_mask))
         return self.ffn_residual(x, self.ffn)
@@ -251,5 +257,26 @@ class TransformerDecoder(LayerStack[TransformerDecoderLayer]):
         *,
         mask: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
+        caches: list[KVCache] | None = None,
     ) -> torch.Tensor:
-        return self.run(x, memory, mask=mask, memory_mask=memory_mask)
+        """``caches``: one per layer (:meth:`new_caches`) for incremental decoding."""
+        if caches is None:
+            return self.run(x, memory, mask=mask, memory_mask=memory_mask)
+        if len(caches) != len(self.layers):
+            raise ValueError(f"need one cache per layer ({len(self.layers)}), got {len(caches)}")
+        for layer, cache in zip(self.layers, caches, strict=True):
+            x = layer(x, memory, mask=mask, memory_mask=memory_mask, cache=cache)
+        return self.norm(x)
+
+    def new_caches(
+        self,
+        batch: int,
+        capacity: int,
+        device: torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> list[KVCache]:
+        """Empty key/value caches, one per layer, for ``capacity`` positions of ``batch`` sequences."""
+        attn = self.layers[0].self_attn
+        return [
+            KVCache(batch, attn.n_heads, capacity, attn.d_head, device, dtype) for _ in self.layers
+        ]

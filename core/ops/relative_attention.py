@@ -23,6 +23,8 @@ def relative_distance_rows(rel_emb: Tensor, length: int, causal: bool) -> Tensor
     ``-(L-1) … L-1`` (bidirectional, M = 2L − 1), clipped to ±K: returns ``[H, M, D]``, O(L·D)."""
     max_rel = rel_emb.shape[-2] - 1 if causal else (rel_emb.shape[-2] - 1) // 2
     last = 0 if causal else length - 1
+    if length - 1 <= max_rel:  # no distance is clipped: a view
+        return rel_emb[:, max_rel - (length - 1) : max_rel + last + 1]
     distances = torch.arange(-(length - 1), last + 1, device=rel_emb.device)
     return rel_emb[:, distances.clamp(-max_rel, max_rel) + max_rel]
 
@@ -30,20 +32,204 @@ def relative_distance_rows(rel_emb: Tensor, length: int, causal: bool) -> Tensor
 def skew(qe: Tensor, length: int) -> Tensor:
     """The skewing trick (§3.4.1): ``[B, H, L, M]`` indexed by distance → ``[B, H, L, L]`` indexed by key.
 
-    Entry (i, j) must be column ``j − i + L − 1``; in a contiguous row-major buffer that is offset
-    ``i·(M − 1) + j + L − 1``, so a strided view does the pad-reshape-slice of the paper with no copy.
-    (For causal M = L the entries above the diagonal read the next row's data; they are masked.)
+    Entry (i, j) must be column ``j − i + L − 1``; in the row-major buffer of width M that is offset
+    ``L − 1 + i·(M − 1) + j``, so slicing the flattened rows from offset L − 1 and reading them L·(M − 1)
+    at a time, rows of M − 1, does the paper's pad-reshape-slice with views only (and a backward that
+    is a plain slice's, not ``as_strided``'s). Causal M = L first gets one padding column (M − 1 ≥ L);
+    entries above the diagonal then read the next row's data, and are masked.
     """
-    qe = qe.contiguous()
-    batch, heads, _, m = qe.shape
-    strides = (heads * length * m, length * m, m - 1, 1)
-    return qe.as_strided((batch, heads, length, length), strides, storage_offset=length - 1)
+    if qe.shape[-1] < length + 1:
+        qe = torch.nn.functional.pad(qe, (0, length + 1 - qe.shape[-1]))
+    width = qe.shape[-1] - 1
+    flat = qe.flatten(-2)[..., length - 1 : length - 1 + length * width]
+    return flat.unflatten(-1, (length, width))[..., :length]
 
 
 def relative_logits(q: Tensor, rel_emb: Tensor, causal: bool) -> Tensor:
     """Unscaled relative term ``S_rel[b, h, i, j] = q_i · E[clip(j − i)]``, ``[B, H, L, L]``."""
     rows = relative_distance_rows(rel_emb, q.shape[-2], causal)
     return skew(torch.einsum("bhld,hmd->bhlm", q, rows), q.shape[-2])
+
+
+def relative_logits_last(q: Tensor, rel_emb: Tensor, keys: int, causal: bool) -> Tensor:
+    """Unscaled relative term for l queries that are the *last* l of ``keys`` positions (incremental
+    decoding with a key/value cache): ``S_rel[b, h, i, j] = q_i · E[clip(j − p_i)]``, p_i = keys − l + i,
+    ``[B, H, l, keys]``. Entries with j > p_i read the nearest row and must be masked (causal)."""
+    batch, heads, length, _ = q.shape
+    qe = torch.matmul(q, relative_distance_rows(rel_emb, keys, causal).transpose(-1, -2))
+    if length == 1:  # the last position: column m is distance m − (keys − 1), i.e. key m
+        return qe[..., :keys]
+    positions = torch.arange(keys - length, keys, device=q.device)
+    key_index = torch.arange(keys, device=q.device)
+    column = (key_index[None] - positions[:, None] + keys - 1).clamp(max=qe.shape[-1] - 1)
+    return qe.gather(-1, column.expand(batch, heads, length, keys))
+
+
+BLOCK_ROWS = 128  # query rows per block: the fastest on a 2-core AVX2 CPU at L = 1024 and 2048
+BLOCK_LOGITS = 1 << 23  # at most this many logits in one block, all batches and heads (32 MiB fp32)
+MIN_BLOCK_ROWS = 16  # fewer rows make the matrix products too thin to run at speed
+
+
+def block_rows(batch_heads: int, length: int) -> int:
+    """Query rows per block: :data:`BLOCK_ROWS`, fewer where ``[B, H, rows, L]`` would exceed
+    :data:`BLOCK_LOGITS`, never under :data:`MIN_BLOCK_ROWS`."""
+    budget = BLOCK_LOGITS // max(1, batch_heads * length)
+    return max(MIN_BLOCK_ROWS, min(length, BLOCK_ROWS, budget))
+
+
+class _BlockedRelativeAttention(torch.autograd.Function):
+    """Relative attention by query blocks, in the manner of FlashAttention but with PyTorch ops.
+
+    Forward, per block of c query rows ``start:stop`` (keys ``0:stop`` when causal, all L otherwise):
+    logits ``S = q_c kᵀ + skew(q_c E_cᵀ)`` (q pre-scaled), masked in place, then an in-place softmax
+    ``P = exp(S − m) / l``, ``out_c = P v``; only the row log-sum-exp ``m + log l`` is kept. ``E_c`` are
+    the rows of ``rel_emb`` for the M = keys + c − 1 distances the block spans, ``−(stop − 1) …
+    keys − 1 − start``; row r of the block reads column ``j + c − 1 − r``, a strided view (the skew).
+    Backward recomputes each block's ``P`` from the log-sum-exp and takes ``dS = P ∘ (dP − rowsum(dO ∘
+    O))``: ``dq = (dS k + unskew(dS) E_c)·scale``, ``dk += dSᵀ q_c``, ``dv += Pᵀ dO`` and the embedding
+    rows ``dE_c = unskew(dS)ᵀ q_c``, added into ``rel_emb``'s rows by distance (clipped distances
+    share a row). ``unskew`` writes ``dS`` through the same strided view into zeros ``[B, H, c, M]``.
+
+    Memory: saved for backward are q, k, v, ``rel_emb``, the output and the log-sum-exp, O(L·D); the
+    transient work is O(c·L) per batch and head — never ``[B, H, L, L]``.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        rel_emb: Tensor,
+        causal: bool,
+        mask: Tensor | None,
+        scale: float,
+    ) -> Tensor:
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        blocks = _Blocks(q, k, rel_emb, causal, mask, scale)
+        out = v.new_empty(*q.shape[:3], v.shape[-1])
+        lse = q.new_empty(q.shape[:3], dtype=blocks.acc)
+        for start, stop in blocks:
+            keys = blocks.keys(stop)
+            p, _ = blocks.logits(start, stop)
+            top = p.amax(-1, keepdim=True).nan_to_num_(0.0, 0.0, 0.0)  # -inf: a fully masked row
+            total = p.sub_(top).exp_().sum(-1, keepdim=True).clamp_min_(torch.finfo(p.dtype).tiny)
+            block_out = torch.matmul(p.to(v.dtype), v[:, :, :keys])
+            out[:, :, start:stop] = block_out.div_(total)
+            lse[:, :, start:stop] = top.add_(total.log_()).squeeze(-1)
+        ctx.save_for_backward(q, k, v, rel_emb, out, lse, mask)
+        ctx.causal, ctx.scale = causal, scale
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        q, k, v, rel_emb, out, lse, mask = ctx.saved_tensors
+        blocks = _Blocks(q, k, rel_emb, ctx.causal, mask, ctx.scale)
+        acc, dtype = blocks.acc, q.dtype
+        grad_out = grad_out.contiguous()
+        delta = (grad_out.to(acc) * out.to(acc)).sum(-1, keepdim=True)  # rowsum(dO ∘ O)
+        dq = torch.empty_like(q)
+        dk = torch.zeros(k.shape, dtype=acc, device=k.device)
+        dv = torch.zeros(v.shape, dtype=acc, device=v.device)
+        d_emb = torch.zeros(rel_emb.shape, dtype=acc, device=rel_emb.device)
+        for start, stop in blocks:
+            keys = blocks.keys(stop)
+            p, rows = blocks.logits(start, stop)
+            p = p.sub_(lse[:, :, start:stop, None]).exp_()
+            d_out = grad_out[:, :, start:stop]
+            dv[:, :, :keys] += torch.matmul(p.to(dtype).transpose(-1, -2), d_out)
+            d_s = torch.matmul(d_out, v[:, :, :keys].transpose(-1, -2)).to(acc)
+            d_s = d_s.sub_(delta[:, :, start:stop]).mul_(p).to(dtype)
+            del p
+            q_block = blocks.q[:, :, start:stop]
+            dk[:, :, :keys] += torch.matmul(d_s.transpose(-1, -2), q_block)
+            d_qe = blocks.unskew(d_s)
+            d_q = torch.matmul(d_s, k[:, :, :keys]).add_(torch.matmul(d_qe, rows))
+            dq[:, :, start:stop] = d_q.mul_(ctx.scale)
+            if ctx.needs_input_grad[3]:
+                d_rows = torch.matmul(d_qe.transpose(-1, -2), q_block).sum(0)
+                blocks.add_rows(d_emb, start, stop, d_rows.to(acc))
+        grads = (dq, dk.to(dtype), dv.to(v.dtype), d_emb.to(rel_emb.dtype))
+        wanted = (g if need else None for g, need in zip(grads, ctx.needs_input_grad, strict=False))
+        return (*wanted, None, None, None)
+
+
+class _Blocks:
+    """Query blocks of :class:`_BlockedRelativeAttention` and the logits of each (q pre-scaled)."""
+
+    def __init__(
+        self, q: Tensor, k: Tensor, rel_emb: Tensor, causal: bool, mask: Tensor | None, scale: float
+    ) -> None:
+        self.q, self.k_t, self.rel_emb = q * scale, k.transpose(-1, -2), rel_emb
+        self.causal, self.length = causal, q.shape[2]
+        self.mask = None if mask is None else mask.reshape((1,) * (4 - mask.dim()) + mask.shape)
+        self.acc = torch.promote_types(q.dtype, torch.float32)  # softmax precision
+        self.rows = block_rows(q.shape[0] * q.shape[1], self.length)
+        max_rel = rel_emb.shape[1] - 1 if causal else (rel_emb.shape[1] - 1) // 2
+        self.clip = (-max_rel, 0 if causal else max_rel)
+        self.offset = max_rel
+
+    def __iter__(self):  # noqa: ANN204
+        for start in range(0, self.length, self.rows):
+            yield start, min(start + self.rows, self.length)
+
+    def keys(self, stop: int) -> int:
+        """Keys the block's rows may see: ``0:stop`` when causal, all otherwise."""
+        return stop if self.causal else self.length
+
+    def row_index(self, start: int, stop: int) -> Tensor | slice:
+        """``rel_emb`` row of each distance ``−(stop − 1) … keys − 1 − start`` (M = keys + c − 1): a
+        slice where none is clipped, else an index tensor."""
+        first, last = -(stop - 1), self.keys(stop) - 1 - start
+        if self.clip[0] <= first and last <= self.clip[1]:
+            return slice(first + self.offset, last + self.offset + 1)
+        distances = torch.arange(first, last + 1, device=self.rel_emb.device)
+        return distances.clamp_(*self.clip).add_(self.offset)
+
+    def add_rows(self, d_emb: Tensor, start: int, stop: int, d_rows: Tensor) -> None:
+        """Add the gradients of the block's embedding rows ``[H, M, D]`` into ``d_emb`` by row."""
+        index = self.row_index(start, stop)
+        if isinstance(index, slice):
+            d_emb[:, index] += d_rows
+        else:
+            d_emb.index_add_(1, index, d_rows)
+
+    def skew(self, qe: Tensor, keys: int) -> Tensor:
+        """``[B, H, c, M]`` by distance → ``[B, H, c, keys]`` by key: entry (r, j) is column
+        ``j + c − 1 − r``, offset ``r·(M − 1) + j + c − 1`` of the contiguous rows — a view whose
+        entries do not overlap (so :meth:`unskew` can write through it)."""
+        batch, heads, count, width = qe.shape
+        return qe.as_strided(
+            (batch, heads, count, keys),
+            (heads * count * width, count * width, width - 1, 1),
+            qe.storage_offset() + count - 1,
+        )
+
+    def unskew(self, d_s: Tensor) -> Tensor:
+        """The adjoint of :meth:`skew`: ``[B, H, c, keys]`` → ``[B, H, c, M]`` (zeros elsewhere)."""
+        batch, heads, count, keys = d_s.shape
+        d_qe = d_s.new_zeros(batch, heads, count, keys + count - 1)
+        self.skew(d_qe, keys).copy_(d_s)
+        return d_qe
+
+    def logits(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
+        """Scaled, masked logits ``[B, H, c, keys]`` of queries ``start:stop`` (in :attr:`acc`) and
+        the embedding rows ``[H, M, D]`` they used."""
+        keys = self.keys(stop)
+        q = self.q[:, :, start:stop]
+        rows = self.rel_emb[:, self.row_index(start, stop)]
+        logits = torch.matmul(q, self.k_t[..., :keys])
+        logits = logits.add_(self.skew(torch.matmul(q, rows.transpose(-1, -2)), keys)).to(self.acc)
+        if self.causal:  # the diagonal block: key j > query i is hidden
+            future = torch.ones(stop - start, stop - start, dtype=torch.bool, device=q.device)
+            logits[..., start:stop].masked_fill_(future.triu_(1), float("-inf"))
+        if self.mask is not None:
+            mask = self.mask if self.mask.shape[2] == 1 else self.mask[:, :, start:stop]
+            logits.masked_fill_(~mask[..., :keys], float("-inf"))
+        return logits, rows
 
 
 def relative_attention_reference(
@@ -55,9 +241,10 @@ def relative_attention_reference(
     mask: Tensor | None,
     scale: float,
 ) -> Tensor:
-    """PyTorch path: skewed relative logits as an additive bias to SDPA."""
-    bias = relative_logits(q, rel_emb, causal) * scale
-    return attention_reference(q, k, v, mask=mask, bias=bias, causal=causal, scale=scale)
+    """PyTorch path: :class:`_BlockedRelativeAttention`, by blocks of query rows with the softmax
+    recomputed in backward — same result as SDPA with the skewed relative logits as an additive bias,
+    without its ``[B, H, L, L]`` tensors (bias, merged mask, weights; ~4 per layer kept for backward)."""
+    return _BlockedRelativeAttention.apply(q, k, v, rel_emb, causal, mask, scale)
 
 
 def relative_attention(

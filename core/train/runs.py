@@ -53,8 +53,13 @@ def resolve_checkpoint(run_dir: Path, alias: str) -> Path:
 
 def remove_stub(log_dir: Path) -> bool:
     """Delete an invocation folder that holds no checkpoint (a run that failed before it saved
-    anything), so the next invocation gets the documented name. Returns whether it was removed."""
+    anything), so the next invocation gets the documented name, with the run, app and runs folders
+    it leaves empty. Returns whether it was removed."""
     if not log_dir.is_dir() or any(log_dir.rglob("*.ckpt")):
         return False
     shutil.rmtree(log_dir)
+    for folder in log_dir.parents[:3]:  # runs/<app>/<run_name>, then <app>, then runs/, if empty
+        if any(folder.iterdir()):
+            break
+        folder.rmdir()
     return True

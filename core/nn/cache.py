@@ -1,0 +1,57 @@
+"""Key/value cache for incremental decoding: a decoder that generates N tokens one at a time computes
+each token's keys and values once, so the whole generation costs O(N·L) attention work rather than
+re-running the prefix (O(N·L²))."""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    """Keys and values of the tokens decoded so far, for one self-attention layer.
+
+    Buffers ``[B, H, capacity, d_head]`` are allocated once and filled from the left; ``length`` is
+    the number of cached positions, i.e. the absolute position of the next token.
+    """
+
+    def __init__(
+        self,
+        batch: int,
+        heads: int,
+        capacity: int,
+        d_head: int,
+        device: torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if min(batch, heads, capacity, d_head) < 1:
+            raise ValueError(
+                f"cache sizes must be ≥ 1, got batch={batch}, heads={heads}, "
+                f"capacity={capacity}, d_head={d_head}"
+            )
+        shape = (batch, heads, capacity, d_head)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``k, v [B, H, l, d_head]`` after the cached positions; return every cached key
+        and value ``[B, H, length, d_head]`` (views of the buffers, the new ones included)."""
+        start, stop = self.length, self.length + k.shape[2]
+        if k.shape[:2] != self.k.shape[:2] or k.shape[3] != self.k.shape[3] or k.shape != v.shape:
+            raise ValueError(
+                f"cache holds [B, H, ·, d_head] = {tuple(self.k.shape)}; got k {tuple(k.shape)} "
+                f"and v {tuple(v.shape)}"
+            )
+        if stop > self.capacity:
+            raise ValueError(
+                f"cache is full: {start} cached + {k.shape[2]} new positions exceed its capacity "
+                f"{self.capacity}; build it with a larger capacity"
+            )
+        self.k[:, :, start:stop] = k
+        self.v[:, :, start:stop] = v
+        self.length = stop
+        return self.k[:, :, :stop], self.v[:, :, :stop]

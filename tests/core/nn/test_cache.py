@@ -1,0 +1,69 @@
+"""Incremental decoding with KVCache equals the full causal forward, token by token."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+
+from core.nn import KVCache, MultiHeadAttention, TransformerDecoder, TransformerDecoderLayer
+
+
+def decoder(max_relative_position: int | None) -> TransformerDecoder:
+    layer = partial(
+        TransformerDecoderLayer,
+        d_model=16,
+        n_heads=2,
+        d_ff=24,
+        dropout=0.0,
+        norm_first=True,
+        cross_attention=False,
+        max_relative_position=max_relative_position,
+    )
+    return TransformerDecoder(layer, num_layers=2).eval()
+
+
+@pytest.mark.parametrize("max_relative_position", [None, 0, 3, 20])
+def test_token_by_token_decoding_equals_the_full_forward(
+    gen: torch.Generator, max_relative_position: int | None
+) -> None:
+    torch.manual_seed(0)
+    model = decoder(max_relative_position)
+    x = torch.randn(3, 9, 16, generator=gen)
+    full = model(x)
+    caches = model.new_caches(3, capacity=9)
+    steps = [model(x[:, i : i + 1], caches=caches) for i in range(9)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+    assert all(c.length == 9 for c in caches)
+
+
+def test_a_primer_then_single_steps_equals_the_full_forward(gen: torch.Generator) -> None:
+    torch.manual_seed(1)
+    model = decoder(4)
+    x = torch.randn(2, 11, 16, generator=gen)
+    caches = model.new_caches(2, capacity=16)
+    primed = model(x[:, :6], caches=caches)
+    rest = [model(x[:, i : i + 1], caches=caches) for i in range(6, 11)]
+    torch.testing.assert_close(torch.cat([primed, *rest], 1), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_bidirectional_table_used_causally_decodes_the_same(gen: torch.Generator) -> None:
+    torch.manual_seed(2)
+    attn = MultiHeadAttention(8, 2, max_relative_position=2, relative="bidirectional").eval()
+    x = torch.randn(2, 7, 8, generator=gen)
+    cache = KVCache(2, 2, 7, 4)
+    steps = [attn(x[:, i : i + 1], cache=cache) for i in range(7)]
+    torch.testing.assert_close(torch.cat(steps, 1), attn(x, causal=True), atol=1e-5, rtol=1e-5)
+
+
+def test_the_cache_refuses_overflow_and_wrong_shapes(gen: torch.Generator) -> None:
+    cache = KVCache(1, 2, 3, 4)
+    k = torch.randn(1, 2, 2, 4, generator=gen)
+    cache.append(k, k)
+    with pytest.raises(ValueError, match="capacity 3"):
+        cache.append(k, k)
+    with pytest.raises(ValueError, match="cache holds"):
+        cache.append(torch.randn(1, 3, 1, 4, generator=gen), torch.randn(1, 3, 1, 4))
+    with pytest.raises(ValueError, match="one cache per layer"):
+        decoder(None)(torch.randn(1, 1, 16), caches=[cache])

@@ -136,9 +136,9 @@ class MusicDataModule(AppDataModule):
         format: ``music21`` (the Bach chorales shipped in music21, converted to the JSB 16th-note
             grid on first use: the default, no download); ``jsb_json`` (Jsb16thSeparated.json),
             ``jsb_pickle`` (the Boulanger-Lewandowski pickle, a quarter-note grid) or ``jsb_npz``
-            with ``jsb_file``; ``midi`` (every ``.mid``/``.midi`` under ``midi_dir``, split 80/10/10
-            by name) or ``maestro`` (``maestro_file``, the MAESTRO csv or json index) as
-            performance events.
+            with ``jsb_file``; ``midi`` (every ``.mid``/``.midi`` under ``midi_dir``, split
+            80/10/10 by name) or ``maestro`` (``maestro_file``, the MAESTRO csv or json index) as
+            performance events. A file or folder is looked up as given, then under ``root``.
         max_pieces: music21 only: convert the first n chorales (quick trials); null: all.
         seq_len: tokens a training window predicts (and an evaluation window).
         transpose: training pitch shift drawn from −n…n semitones (0: off).
@@ -203,8 +203,8 @@ class MusicDataModule(AppDataModule):
         if value is None:
             raise InputError(f"--data.format {self.format} needs --data.{wanted}")
         if self.format == "midi":
-            return folder_pieces(Path(value), self.root), value
-        path = input_file(value, f"the {self.format} file of --data.{wanted}")
+            return folder_pieces(self.data_path(value), self.root), value
+        path = input_file(self.data_path(value), f"the {self.format} file of --data.{wanted}")
         self.record_file(self.format, path)
         if self.format == "maestro":
             return maestro_pieces(path, self.root), path
@@ -238,7 +238,8 @@ class MusicDataModule(AppDataModule):
         """The primer file's opening, or the openings of the first test pieces long enough."""
         length = 1 + self.primer_steps * self.representation.step_tokens
         if self.primer_file is not None:
-            path = input_file(self.primer_file, "a MIDI file to continue (--data.primer_file)")
+            path = self.data_path(str(self.primer_file))
+            path = input_file(path, "a MIDI file to continue (--data.primer_file)")
             self.record_file("primer", path)
             pieces = [Piece(path.stem, events.notes_to_events(events.read_midi(path)))]
         else:

@@ -58,6 +58,12 @@ class MusicTransformer(nn.Module):
         self.config, self.vocab_size, self.max_len = config, vocab_size, max_len
         d = config.d_model
         self.embedding = nn.Embedding(vocab_size, d, padding_idx=PAD)
+        # N(0, 1/d), so the √d-scaled embeddings have unit scale beside the (sinusoidal) positions
+        # and the layers' outputs, as in tensor2tensor; torch's N(0, 1) would make them 16× larger
+        # at d = 256 and drown both.
+        nn.init.normal_(self.embedding.weight, std=d**-0.5)
+        with torch.no_grad():
+            self.embedding.weight[PAD].zero_()
         self.positions = (
             SinusoidalPositionalEncoding(d, max_len)
             if config.absolute_positions or not config.relative

@@ -38,15 +38,17 @@ def frame_roll(ax: Axes, notes: np.ndarray) -> None:
     ax.set_ylabel("MIDI pitch")
 
 
-def piano_roll_figure(primer: np.ndarray, continuation: np.ndarray, title: str) -> Figure:
-    """The primer's notes in grey, the model's continuation in colour, split by a line."""
+def piano_roll_figure(
+    primer: np.ndarray, continuation: np.ndarray, cut: float, title: str
+) -> Figure:
+    """The primer's notes in grey, the model's continuation in colour, split by a line at ``cut``
+    (the time the continuation starts, s)."""
     fig, ax = plt.subplots(figsize=(11, 4.2))
     draw_notes(ax, primer, PRIMER_COLOUR, "primer")
     draw_notes(ax, continuation, CONTINUATION_COLOUR, "generated")
-    both = np.concatenate([primer, continuation]) if len(continuation) else primer
-    frame_roll(ax, both)
-    if len(primer):
-        ax.axvline(primer[:, 3].max(), color="k", linewidth=0.8, linestyle="--")
+    frame_roll(ax, np.concatenate([primer, continuation]))
+    if np.isfinite(cut):
+        ax.axvline(cut, color="k", linewidth=0.8, linestyle="--")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
     return fig

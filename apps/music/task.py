@@ -18,12 +18,12 @@ from apps.music.model import MusicConfig, MusicTransformer
 from apps.music.plots import arcs_figure, distance_figure, distance_profile, piano_roll_figure
 from apps.music.representation import REPRESENTATIONS, Name, token_notes
 from apps.music.sample import Sampling, generate
-from apps.music.tokens import PAD
+from apps.music.tokens import PAD, START
 from core.inspect import Recording, record
 from core.train import AppTask, as_config
 from core.train.figures import run_folder, write_png
 
-FIGURE_PRIMER = 64  # tokens of an evaluation window the figure's continuation starts from
+FIGURE_PRIMER_STEPS = 16  # steps (a 4/4 bar of 16ths on the grid) the figure's continuation follows
 ARC_QUERIES, ARCS_PER_QUERY = 6, 3
 
 
@@ -152,17 +152,19 @@ class MusicTask(AppTask):
 
     # figures
     def draw_examples(self, stage: str, examples: list[Example]) -> dict[str, Figure]:
-        first = examples[0]
-        primer = torch.from_numpy(first.tokens[:FIGURE_PRIMER])[None].to(self.device)
+        first = self.examples_start(examples)
+        primer_length = 1 + FIGURE_PRIMER_STEPS * self.representation.step_tokens
+        primer = torch.from_numpy(first.tokens[:primer_length])[None].to(self.device)
         piece = self.continue_primer(primer, self.figure_tokens, seed=0)[0]
         piece = piece[piece != PAD].cpu().numpy()
         notes = self.representation.to_notes(piece)
-        primer_notes = self.representation.to_notes(piece[: primer.shape[1]])
-        cut = primer_notes[:, 3].max() if len(primer_notes) else 0.0
+        times, _ = token_notes(self.representation, piece)
+        cut = times[primer.shape[1]] if len(piece) > primer.shape[1] else np.inf
         figures = {
             "continuation": piano_roll_figure(
                 notes[notes[:, 2] < cut],
                 notes[notes[:, 2] >= cut],
+                cut,
                 f"{first.name}: {primer.shape[1]} primer tokens, then {len(piece) - primer.shape[1]} "
                 f"sampled (temperature {self.sampling.temperature}, top-k {self.sampling.top_k}, "
                 f"top-p {self.sampling.top_p})",
@@ -171,6 +173,11 @@ class MusicTask(AppTask):
         recording = self.record_attention(torch.from_numpy(piece)[None])
         figures.update(self.attention_figures(recording, piece, f"{first.name} continued"))
         return figures
+
+    @staticmethod
+    def examples_start(examples: list[Example]) -> Example:
+        """The first kept window that opens its piece (START first), else the first one."""
+        return next((e for e in examples if e.tokens[0] == START), examples[0])
 
     def record_attention(self, tokens: torch.Tensor) -> Recording:
         """Every layer's attention weights on ``tokens [1, L]`` (one forward, eval mode)."""
@@ -184,15 +191,18 @@ class MusicTask(AppTask):
     def attention_figures(
         self, recording: Recording, tokens: np.ndarray, title: str
     ) -> dict[str, Figure]:
-        """The distance profile of every head and the arcs of the last layer, on ``tokens [L]``."""
+        """The distance profile of every head (up to two 4/4 bars back on the grid, 128 events
+        otherwise) and the arcs of the last layer, on ``tokens [L]``."""
         layers = {
-            name.removeprefix("decoder.layers.").removesuffix(".self_attn"): batches[0].weights[0]
+            "layer " + name.removeprefix("decoder.layers.").removesuffix(".self_attn"): (
+                batches[0].weights[0]
+            )
             for name, batches in recording.weights.items()
             if batches and batches[0].weights
         }
         if not layers:
             return {}
-        max_distance = min(len(tokens) - 1, 4 * (self.representation.beat_tokens or 32))
+        max_distance = min(len(tokens) - 1, 8 * (self.representation.beat_tokens or 16))
         profiles = {name: distance_profile(w, max_distance) for name, w in layers.items()}
         times, pitches = token_notes(self.representation, tokens)
         last = next(reversed(layers.values())).mean(0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -191,16 +190,12 @@ class RecsysDataModule(AppDataModule):
                 f"--data.format {format} needs --data.interactions_file (the interaction file)"
             )
         else:
-            path = self.resolve(interactions_file)
+            path = self.data_path(interactions_file)
         self.record_file("interactions", path)
         interactions = read_interactions("atomic" if format == "generated" else format, path)
         self.sequences = build_sequences(interactions, min_interactions, k_core, min_rating)
         logger.info("%s: sha256 of the kept interactions %s", path, self.sequences.digest)
         self.split: Split | None = None
-
-    def resolve(self, name: str) -> Path:
-        path = Path(name)
-        return path if path.is_absolute() or path.exists() else self.root / path
 
     @property
     def item_tokens(self) -> list[str]:
@@ -237,7 +232,7 @@ class RecsysDataModule(AppDataModule):
     def predict_cases(self) -> RankingCases:
         if self.predict_file is None:
             return RankingCases.from_cases(self.sequences, self.split.test)
-        path = self.resolve(self.predict_file)
+        path = self.data_path(self.predict_file)
         self.record_file("predict", path)
         index = {token: i for i, token in enumerate(self.item_tokens, start=1)}
         users, histories = read_histories(path, index)

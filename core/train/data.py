@@ -72,6 +72,12 @@ class AppDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.loader("predict")
 
+    def data_path(self, name: str) -> Path:
+        """A user's file argument: as given when absolute or present (from the working folder),
+        else under ``root`` (``--data.jsb_file Jsb16thSeparated.json`` finds ``data/music/…``)."""
+        path = Path(name)
+        return path if path.is_absolute() or path.exists() else self.root / path
+
     def record_file(self, role: str, path: str | Path) -> None:
         """Note a file the data came from (``role``: e.g. ``"test"``), for ``results.json``."""
         self.files[role] = Path(path)

@@ -5,6 +5,7 @@ performance events once, with a progress bar, and cached under the data root."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import zlib
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ class Piece:
 Pieces = dict[str, list[Piece]]  # split (train, valid, test) → pieces
 
 
-def grid_pieces(format: Format, path: Path) -> Pieces:
-    """Chorales of a JSB file (``format`` picks the reader) as grid tokens, keeping its split."""
+def grid_pieces(format: Format, path: Path, names: dict[str, list[str]] | None = None) -> Pieces:
+    """Chorales of a JSB file (``format`` picks the reader) as grid tokens, keeping its split;
+    ``names`` per split (else ``train000``, …)."""
     readers = {
         "jsb_json": chorales.read_jsb_json,
         "music21": chorales.read_jsb_json,
@@ -45,19 +47,23 @@ def grid_pieces(format: Format, path: Path) -> Pieces:
         "jsb_npz": chorales.read_jsb_npz,
     }
     splits = readers[format](path)
-    return {
-        split: [
-            Piece(f"{split}{i:03d}", chorales.grid_to_tokens(grid))
-            for i, grid in enumerate(splits.get(split, []))
+    pieces: Pieces = {}
+    for split in SPLITS:
+        grids = splits.get(split, [])
+        labels = (names or {}).get(split) or [f"{split}{i:03d}" for i in range(len(grids))]
+        pieces[split] = [
+            Piece(label, chorales.grid_to_tokens(grid))
+            for label, grid in zip(labels, grids, strict=True)
         ]
-        for split in SPLITS
-    }
+    return pieces
 
 
 def music21_pieces(root: Path, limit: int | None) -> tuple[Pieces, Path]:
-    """The built-in chorales: music21's Bach corpus as a JSB json under ``root`` (made once)."""
+    """The built-in chorales: music21's Bach corpus as a JSB json under ``root`` (made once),
+    named by BWV number from its sidecar."""
     path = ensure_chorales(root, limit)
-    return grid_pieces("music21", path), path
+    names = json.loads(path.with_suffix(".names.json").read_text())
+    return grid_pieces("music21", path, names), path
 
 
 def split_of(name: str) -> str:

@@ -320,7 +320,9 @@ class MultiHeadAttention(nn.Module):
                 self, q, k, v, mask=mask, bias=attn_bias, causal=True, self_attention=True
             )
         else:
-            out = attention(q, k, v, mask=mask, bias=attn_bias, causal=True, backend=self.backend)
+            # one new token is the last position: it sees every cached key, so no causal mask
+            causal = q.shape[2] > 1
+            out = attention(q, k, v, mask=mask, bias=attn_bias, causal=causal, backend=self.backend)
         return self._merge(out.transpose(1, 2))
 
     def _relative(

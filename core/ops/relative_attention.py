@@ -4,17 +4,24 @@ Logits are ``(q_i·k_j + q_i·E[clip(j − i)]) · scale``: a learned embedding 
 Shaw et al. (2018) but without their ``[L, L, D]`` tensor. The relative term ``Q Eᵀ`` is computed once per
 distance (``[B, H, L, M]``, M = 2L − 1 or L) and *skewed* into ``[B, H, L, L]`` so that entry (i, j) reads
 distance ``j − i`` — the only extra memory beyond the logits is the gathered ``E`` rows, O(L·D).
+
+The PyTorch reference goes one step further and never holds the ``[B, H, L, L]`` logits either: it
+runs by blocks of query rows (:class:`_BlockedRelativeAttention`, FlashAttention's scheme in plain
+PyTorch ops: the softmax is recomputed in backward from a saved log-sum-exp), so training keeps O(L·D)
+per layer for backward and works in O(rows·L) at a time; causal blocks skip the keys after their last
+row. :func:`relative_logits` (the whole skewed term) stays for tests, benchmarks and inspection.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
 from core.ops._checks import check_finite, check_floating, check_rank, check_same
-from core.ops.attention import attention_reference, validate_dense
+from core.ops.attention import validate_dense
 from core.ops.backend import dispatch
 
 
@@ -83,12 +90,14 @@ class _BlockedRelativeAttention(torch.autograd.Function):
     Forward, per block of c query rows ``start:stop`` (keys ``0:stop`` when causal, all L otherwise):
     logits ``S = q_c kᵀ + skew(q_c E_cᵀ)`` (q pre-scaled), masked in place, then an in-place softmax
     ``P = exp(S − m) / l``, ``out_c = P v``; only the row log-sum-exp ``m + log l`` is kept. ``E_c`` are
-    the rows of ``rel_emb`` for the M = keys + c − 1 distances the block spans, ``−(stop − 1) …
-    keys − 1 − start``; row r of the block reads column ``j + c − 1 − r``, a strided view (the skew).
-    Backward recomputes each block's ``P`` from the log-sum-exp and takes ``dS = P ∘ (dP − rowsum(dO ∘
-    O))``: ``dq = (dS k + unskew(dS) E_c)·scale``, ``dk += dSᵀ q_c``, ``dv += Pᵀ dO`` and the embedding
-    rows ``dE_c = unskew(dS)ᵀ q_c``, added into ``rel_emb``'s rows by distance (clipped distances
-    share a row). ``unskew`` writes ``dS`` through the same strided view into zeros ``[B, H, c, M]``.
+    the rows of ``rel_emb`` for the distances the block reads: ``−(stop − 1) … L − 1 − start``
+    (M = L + c − 1), or when causal only ``−(stop − 1) … 0`` (M = stop: later keys are masked, so
+    no row is spent on them); row r of the block reads column ``j + c − 1 − r``, a strided view (the
+    skew). Backward recomputes each block's ``P`` from the log-sum-exp and takes ``dS = P ∘ (dP −
+    rowsum(dO ∘ O))``: ``dq = (dS k + unskew(dS) E_c)·scale``, ``dk += dSᵀ q_c``, ``dv += Pᵀ dO`` and
+    the embedding rows ``dE_c = unskew(dS)ᵀ q_c``, added into ``rel_emb``'s rows by distance (clipped
+    distances share a row). ``unskew`` is ``dS`` padded with zero columns and read with another
+    stride, again a view.
 
     Memory: saved for backward are q, k, v, ``rel_emb``, the output and the log-sum-exp, O(L·D); the
     transient work is O(c·L) per batch and head — never ``[B, H, L, L]``.
@@ -141,12 +150,14 @@ class _BlockedRelativeAttention(torch.autograd.Function):
             p = p.sub_(lse[:, :, start:stop, None]).exp_()
             d_out = grad_out[:, :, start:stop]
             dv[:, :, :keys] += torch.matmul(p.to(dtype).transpose(-1, -2), d_out)
-            d_s = torch.matmul(d_out, v[:, :, :keys].transpose(-1, -2)).to(acc)
-            d_s = d_s.sub_(delta[:, :, start:stop]).mul_(p).to(dtype)
-            del p
+            d_p = blocks.buffer("d_p", (*p.shape[:2], stop - start, keys))
+            d_p = torch.matmul(d_out, v[:, :, :keys].transpose(-1, -2), out=d_p).to(acc)
+            padded, d_s = blocks.gradient_buffer(stop - start, keys)
+            torch.mul(d_p.sub_(delta[:, :, start:stop]), p, out=d_s)
+            del p, d_p
             q_block = blocks.q[:, :, start:stop]
             dk[:, :, :keys] += torch.matmul(d_s.transpose(-1, -2), q_block)
-            d_qe = blocks.unskew(d_s)
+            d_qe = blocks.unskew(padded, keys)
             d_q = torch.matmul(d_s, k[:, :, :keys]).add_(torch.matmul(d_qe, rows))
             dq[:, :, start:stop] = d_q.mul_(ctx.scale)
             if ctx.needs_input_grad[3]:
@@ -168,11 +179,30 @@ class _Blocks:
         self.mask = None if mask is None else mask.reshape((1,) * (4 - mask.dim()) + mask.shape)
         self.acc = torch.promote_types(q.dtype, torch.float32)  # softmax precision
         self.rows = block_rows(q.shape[0] * q.shape[1], self.length)
-        max_rel = rel_emb.shape[1] - 1 if causal else (rel_emb.shape[1] - 1) // 2
-        self.clip = (-max_rel, 0 if causal else max_rel)
-        self.offset = max_rel
+        self.max_rel = rel_emb.shape[1] - 1 if causal else (rel_emb.shape[1] - 1) // 2
+        # −inf above the diagonal, added to the diagonal block of causal logits
+        hidden = torch.ones(self.rows, self.rows, dtype=torch.bool, device=q.device).triu_(1)
+        self.future = torch.zeros(hidden.shape, dtype=self.acc, device=q.device)
+        self.future.masked_fill_(hidden, float("-inf"))
+        # the widest block's work tensors (per name), allocated once and reused by every block
+        batch_heads, rows, length = q.shape[0] * q.shape[1], self.rows, self.length
+        logits = batch_heads * rows * length
+        self.sizes = {
+            "logits": logits,
+            "d_p": logits,
+            "qe": batch_heads * rows * (length + (0 if causal else rows - 1)),
+            "padded": batch_heads * rows * (length + 2 * rows - 2),
+        }
+        self.buffers: dict[str, Tensor] = {}
 
-    def __iter__(self):  # noqa: ANN204
+    def buffer(self, name: str, shape: tuple[int, ...]) -> Tensor:
+        """An uninitialised ``shape`` tensor (q's dtype) in the buffer ``name``, which every block
+        reuses: fresh memory for each block would be paged in by the OS anew each time."""
+        if name not in self.buffers:
+            self.buffers[name] = self.q.new_empty(self.sizes[name])
+        return self.buffers[name][: math.prod(shape)].view(shape)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         for start in range(0, self.length, self.rows):
             yield start, min(start + self.rows, self.length)
 
@@ -181,13 +211,13 @@ class _Blocks:
         return stop if self.causal else self.length
 
     def row_index(self, start: int, stop: int) -> Tensor | slice:
-        """``rel_emb`` row of each distance ``−(stop − 1) … keys − 1 − start`` (M = keys + c − 1): a
-        slice where none is clipped, else an index tensor."""
-        first, last = -(stop - 1), self.keys(stop) - 1 - start
-        if self.clip[0] <= first and last <= self.clip[1]:
-            return slice(first + self.offset, last + self.offset + 1)
+        """``rel_emb`` row of each distance the block reads, ``−(stop − 1) … 0`` (causal: M = stop)
+        or ``−(stop − 1) … L − 1 − start`` (M = L + c − 1): a slice where none is clipped."""
+        first, last = -(stop - 1), 0 if self.causal else self.length - 1 - start
+        if -self.max_rel <= first and last <= self.max_rel:
+            return slice(first + self.max_rel, last + self.max_rel + 1)
         distances = torch.arange(first, last + 1, device=self.rel_emb.device)
-        return distances.clamp_(*self.clip).add_(self.offset)
+        return distances.clamp_(-self.max_rel, self.max_rel).add_(self.max_rel)
 
     def add_rows(self, d_emb: Tensor, start: int, stop: int, d_rows: Tensor) -> None:
         """Add the gradients of the block's embedding rows ``[H, M, D]`` into ``d_emb`` by row."""
@@ -197,23 +227,39 @@ class _Blocks:
         else:
             d_emb.index_add_(1, index, d_rows)
 
-    def skew(self, qe: Tensor, keys: int) -> Tensor:
-        """``[B, H, c, M]`` by distance → ``[B, H, c, keys]`` by key: entry (r, j) is column
-        ``j + c − 1 − r``, offset ``r·(M − 1) + j + c − 1`` of the contiguous rows — a view whose
-        entries do not overlap (so :meth:`unskew` can write through it)."""
-        batch, heads, count, width = qe.shape
+    @staticmethod
+    def skew(qe: Tensor, batch: int, keys: int) -> Tensor:
+        """``[H, B·c, M]`` by distance → ``[B, H, c, keys]`` by key: entry (r, j) is column
+        ``j + c − 1 − r``, offset ``r·(M − 1) + j + c − 1`` of the contiguous rows, a strided view.
+        Causal M = keys: the entries above the diagonal (masked) read the next row."""
+        heads, rows, width = qe.shape
+        count = rows // batch
         return qe.as_strided(
             (batch, heads, count, keys),
-            (heads * count * width, count * width, width - 1, 1),
+            (count * width, rows * width, width - 1, 1),
             qe.storage_offset() + count - 1,
         )
 
-    def unskew(self, d_s: Tensor) -> Tensor:
-        """The adjoint of :meth:`skew`: ``[B, H, c, keys]`` → ``[B, H, c, M]`` (zeros elsewhere)."""
-        batch, heads, count, keys = d_s.shape
-        d_qe = d_s.new_zeros(batch, heads, count, keys + count - 1)
-        self.skew(d_qe, keys).copy_(d_s)
-        return d_qe
+    def gradient_buffer(self, count: int, keys: int) -> tuple[Tensor, Tensor]:
+        """``[B, H, c, W]`` for the logits' gradient ``dS`` (the view returned with it, columns
+        ``c − 1 … c − 2 + keys``) between zero columns: c − 1 on the left, and as many on the right
+        unless causal (for :meth:`unskew`)."""
+        left, right = count - 1, 0 if self.causal else count - 1
+        padded = self.buffer("padded", (*self.q.shape[:2], count, left + keys + right))
+        padded[..., :left].zero_()
+        padded[..., left + keys :].zero_()
+        return padded, padded[..., left : left + keys]
+
+    def unskew(self, padded: Tensor, keys: int) -> Tensor:
+        """The adjoint of :meth:`skew`, ``dS [B, H, c, keys]`` → ``[B, H, c, M]``, read from its
+        :meth:`gradient_buffer`: column m of row r is ``dS[r, m + r − (c − 1)]`` (zero outside),
+        i.e. the padded rows read with row stride ``W + 1`` (causal rows need no padding on the right:
+        their columns past the diagonal are zero)."""
+        batch, heads, count, stride = padded.shape
+        width = keys if self.causal else keys + count - 1
+        return padded.as_strided(
+            (batch, heads, count, width), (heads * count * stride, count * stride, stride + 1, 1)
+        )
 
     def logits(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
         """Scaled, masked logits ``[B, H, c, keys]`` of queries ``start:stop`` (in :attr:`acc`) and
@@ -221,11 +267,16 @@ class _Blocks:
         keys = self.keys(stop)
         q = self.q[:, :, start:stop]
         rows = self.rel_emb[:, self.row_index(start, stop)]
-        logits = torch.matmul(q, self.k_t[..., :keys])
-        logits = logits.add_(self.skew(torch.matmul(q, rows.transpose(-1, -2)), keys)).to(self.acc)
+        batch, heads, count, _ = q.shape
+        logits = self.buffer("logits", (batch, heads, count, keys))
+        logits = torch.matmul(q, self.k_t[..., :keys], out=logits)
+        # q E_cᵀ batched over heads alone ([H, B·c, D] @ [H, D, M]): E_c is shared by the batch
+        q_heads = q.transpose(0, 1).reshape(heads, batch * count, -1)
+        qe = self.buffer("qe", (heads, batch * count, rows.shape[1]))
+        qe = torch.matmul(q_heads, rows.transpose(-1, -2), out=qe)
+        logits = logits.add_(self.skew(qe, q.shape[0], keys)).to(self.acc)
         if self.causal:  # the diagonal block: key j > query i is hidden
-            future = torch.ones(stop - start, stop - start, dtype=torch.bool, device=q.device)
-            logits[..., start:stop].masked_fill_(future.triu_(1), float("-inf"))
+            logits[..., start:stop] += self.future[: stop - start, : stop - start]
         if self.mask is not None:
             mask = self.mask if self.mask.shape[2] == 1 else self.mask[:, :, start:stop]
             logits.masked_fill_(~mask[..., :keys], float("-inf"))

@@ -57,3 +57,12 @@ def test_cpu_value_errors_need_no_switch():
         check_cu_seqlens(torch.tensor([1, 9], dtype=torch.int32), total=9)
     with pytest.raises(ValueError, match="q contains NaN"):
         check_finite("q", torch.tensor([1.0, float("nan")]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_finite_values_whose_sum_overflows_pass(dtype):
+    big = torch.finfo(dtype).max
+    check_finite("q", torch.full((4, 3), big, dtype=dtype))
+    check_finite("q", torch.full((8, 2), big, dtype=dtype)[::2].t())  # strided, as a cache view
+    with pytest.raises(ValueError, match="q contains NaN or inf"):
+        check_finite("q", torch.tensor([big, -big, float("inf")], dtype=dtype))

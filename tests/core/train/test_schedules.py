@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -18,7 +20,7 @@ def test_rises_linearly_then_decays_as_the_inverse_square_root() -> None:
         schedule.step()
     assert rates[:4] == pytest.approx([0.125, 0.25, 0.375, 0.5])
     assert rates[15] == pytest.approx(0.5 * (4 / 16) ** 0.5)
-    assert all(a > b for a, b in zip(rates[4:], rates[5:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(rates[4:]))
 
 
 def test_refuses_no_warmup() -> None:

@@ -62,6 +62,7 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -158,7 +159,8 @@ def ours_train(length: int) -> Callable[[], None]:
     )
 
 
-def peer_train(checkout: Path, length: int) -> Callable[[], None]:
+def peer_model(checkout: Path, length: int) -> tuple[nn.Module, Any]:
+    """The peer's relative MusicTransformer at the benchmark's size (seeded), and its constants."""
     music_transformer, constants = _import_peer(checkout)
     torch.manual_seed(0)
     model = music_transformer.MusicTransformer(
@@ -170,6 +172,11 @@ def peer_train(checkout: Path, length: int) -> Callable[[], None]:
         max_sequence=length,
         rpr=True,
     )
+    return model, constants
+
+
+def peer_train(checkout: Path, length: int) -> Callable[[], None]:
+    model, constants = peer_model(checkout, length)
     return train_step(model, nn.CrossEntropyLoss(ignore_index=constants.TOKEN_PAD), length)
 
 
@@ -196,17 +203,7 @@ def ours_generate(use_cache: bool) -> Callable[[], None]:
 
 
 def peer_generate(checkout: Path) -> Callable[[], None]:
-    music_transformer, _ = _import_peer(checkout)
-    torch.manual_seed(0)
-    model = music_transformer.MusicTransformer(
-        n_layers=LAYERS,
-        num_heads=HEADS,
-        d_model=D_MODEL,
-        dim_feedforward=D_FF,
-        dropout=DROPOUT,
-        max_sequence=GENERATION_LENGTH,
-        rpr=True,
-    ).eval()
+    model = peer_model(checkout, GENERATION_LENGTH)[0].eval()
     prompt = primer()
 
     def run() -> None:

@@ -99,9 +99,21 @@ class AttentionPool(nn.Module):
             mask = None if mask is None else mask.flatten(0, 1)
         elif cu_seqlens is None:
             raise ValueError("packed h [T, in_dim] needs cu_seqlens [N+1] (bag offsets)")
-        scores, recorder = self.scores(h), RECORDER.active
-        if recorder is not None:
-            pooled, weights = recorder.attention_pool(self, scores, h, cu_seqlens, mask=mask)
-        else:
-            pooled, weights = attention_pool(scores, h, cu_seqlens, mask=mask)
+        pooled, weights = self.attend(self.scores(h), h, cu_seqlens, mask)
         return pooled, weights.view(*instances, self.n_branches)
+
+    def attend(
+        self,
+        scores: torch.Tensor,
+        h: torch.Tensor,
+        cu_seqlens: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool packed ``h [T, D]`` with given ``scores [T, K]`` (from :meth:`scores`) and an optional
+        boolean ``mask [T, K]``: (pooled ``[N, K, D]``, weights ``[T, K]``). A model that masks by
+        the scores themselves (ACMIL's stochastic top-K masking) scores once, masks, then calls this;
+        the attention inspector records here."""
+        recorder = RECORDER.active
+        if recorder is not None:
+            return recorder.attention_pool(self, scores, h, cu_seqlens, mask=mask)
+        return attention_pool(scores, h, cu_seqlens, mask=mask)

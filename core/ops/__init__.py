@@ -8,6 +8,7 @@ ops use ``[T, H, D]`` + ``cu_seqlens``. Boolean masks mean True = may attend. Ch
 """
 
 from core.ops._checks import debug_checks
+from core.ops._segments import pad_segments, segment_ids
 from core.ops.attention import attention, causal_mask
 from core.ops.backend import resolve_backend
 from core.ops.pointer_attention import pointer_attention
@@ -21,10 +22,12 @@ __all__ = [
     "attention_pool",
     "causal_mask",
     "debug_checks",
+    "pad_segments",
     "pointer_attention",
     "relative_attention",
     "resolve_backend",
     "scattered_linear_attention",
+    "segment_ids",
     "segment_softmax",
     "varlen_attention",
 ]

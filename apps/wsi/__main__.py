@@ -28,7 +28,7 @@ def preprocess(args: list[str]) -> WSIDataModule:
     parser.add_argument("--seed_everything", type=int | bool | None, default=None)
     try:
         config = parser.parse_args(args)
-        data = parser.instantiate_classes(config).data
+        data = parser.instantiate(config).data
         data.prepare_data()
     except (InputError, FileNotFoundError, ArgumentError) as error:
         print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)

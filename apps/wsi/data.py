@@ -216,6 +216,8 @@ class WSIDataModule(AppDataModule):
 
     def _synthetic(self) -> SyntheticSet:
         made = ensure_synthetic(self.root / "synthetic", **self.synthetic)
+        self.record_file("labels", made.labels_file)
+        self.record_file("regions", made.regions_file)
         self.labels = read_labels(made.labels_file)
         self.regions = made.regions()
         return made
@@ -250,7 +252,6 @@ class WSIDataModule(AppDataModule):
 
     def _preprocess(self, slides: list[Path]) -> None:
         report = preprocess_slides(slides, self.feature_folder(), self.extractor, **self.tiling)
-        logger.info("%s", report.summary())
         if not report.written and not report.reused:
             failures = "; ".join(f"{k}: {v}" for k, v in list(report.failed.items())[:3])
             raise InputError(f"no slide could be processed ({failures})")
@@ -289,14 +290,24 @@ class WSIDataModule(AppDataModule):
         return found
 
     def _extracted_files(self) -> dict[str, Path]:
-        """slide id → feature file written by preprocessing, for the labelled slides done."""
+        """slide id → feature file written by preprocessing, for the labelled slides done; slides
+        without a label and labelled slides without features are counted and logged."""
         folder = self.feature_folder()
+        if self.source == "slides":
+            stems = {p.stem for p in self._slide_files(self._slides_folder())}
+            unlabelled = sorted(stems - set(self.labels))
+            if unlabelled:
+                logger.warning("%d slides of %s have no row in the labels CSV, left out: %s",
+                               len(unlabelled), self.slides_dir, ", ".join(unlabelled[:3]))  # fmt: skip
         files = {s: feature_file(folder, Path(s)) for s in self.labels}
         missing = [s for s, p in files.items() if not p.is_file()]
         if missing:
-            logger.warning("%d slides have no features (preprocessing failed, see above): %s",
-                           len(missing), ", ".join(missing[:3]))  # fmt: skip
-        return {s: p for s, p in files.items() if p.is_file()}
+            logger.warning("%d labelled slides have no features (no slide file, or preprocessing "
+                           "failed: see above): %s", len(missing), ", ".join(missing[:3]))  # fmt: skip
+        found = {s: p for s, p in files.items() if p.is_file()}
+        if not found:
+            raise InputError(f"{folder}: no feature files for the labelled slides")
+        return found
 
     def _load(self, path: Path, label: str | None) -> Bag:
         bag = read_feature_file(path, slide_id=path.stem, label=label)

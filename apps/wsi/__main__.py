@@ -1,36 +1,25 @@
 """``python -m apps.wsi fit|validate|test|predict -c configs/wsi/default.yaml [-c overlay]``, and
 ``python -m apps.wsi preprocess -c configs/wsi/default.yaml``: steps 1–3 alone (slides → tiles →
-feature files), with the same config."""
+feature files), with the same configs and flags."""
 
 from __future__ import annotations
 
 import sys
 
-from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
-
 from apps.wsi.data import WSIDataModule
 from apps.wsi.task import WSITask
 from core.train import InputError, ManyheadsCLI, cli_main
-from core.train.cli import show_app_logs
 
 LINKS = [("data.feature_dim", "model.feature_dim"), ("data.class_names", "model.class_names")]
 
 
 def preprocess(args: list[str]) -> WSIDataModule:
-    """Generate or open the slides, tile them and extract their features (resumable), reading the
-    ``data`` section of the app's configs; the other sections are accepted and ignored."""
-    show_app_logs()
-    parser = ArgumentParser(prog="python -m apps.wsi preprocess", exit_on_error=False)
-    parser.add_argument("-c", "--config", action=ActionConfigFile)
-    parser.add_class_arguments(WSIDataModule, "data")
-    for section in ("trainer", "model"):
-        parser.add_argument(f"--{section}", type=dict | None, default=None)
-    parser.add_argument("--seed_everything", type=int | bool | None, default=None)
+    """Generate or open the slides, tile them and extract their features (resumable); the objects
+    are built as for ``fit`` but nothing is trained and no run folder is made."""
+    data = cli_main(WSITask, WSIDataModule, "wsi", args=args, links=LINKS, run=False).datamodule
     try:
-        config = parser.parse_args(args)
-        data = parser.instantiate(config).data
         data.prepare_data()
-    except (InputError, FileNotFoundError, ArgumentError) as error:
+    except InputError as error:
         print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"features in {data.feature_folder()}")

@@ -352,6 +352,21 @@ class WSIDataModule(AppDataModule):
         self.record_file("split", path)
         return path
 
+    def feature_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-feature mean and standard deviation ``[F]`` over every instance of the training bags
+        (a constant feature gets std 1), for the model's input standardisation."""
+        bags = self.datasets["train"]
+        total, square, count = 0.0, 0.0, 0
+        for i in range(len(bags)):
+            features = bags[i].features.astype(np.float64)
+            total, square = total + features.sum(0), square + (features**2).sum(0)
+            count += len(features)
+        mean = total / count
+        std = np.sqrt(np.maximum(square / count - mean**2, 0.0))
+        std[std < 1e-6] = 1.0
+        logger.info("features standardised by the mean and std of %d training instances", count)
+        return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
     def collate(self, items: list[Bag]) -> BagBatch:
         return pack(items, {name: i for i, name in enumerate(self.class_names)})
 

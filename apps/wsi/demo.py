@@ -53,15 +53,16 @@ CARD = DemoCard(
         MetricRow("test/F1", "F1", "macro mean of the classes' F1", fmt="{:.3f}"),
         MetricRow("test/accuracy", "accuracy", "share of slides labelled right", fmt="{:.1%}"),
         MetricRow(
-            "test/tumour_precision@10",
-            "tumour precision@10",
-            "share of a tumour slide's 10 most attended tiles inside the planted tumour",
+            "test/tumour_r_precision",
+            "tumour R-precision",
+            "of a tumour slide's n most attended tiles (n: its tumour tiles), the share inside "
+            "the planted tumour",
             fmt="{:.1%}",
         ),
         MetricRow(
             "test/tumour_tile_share",
             "tumour tile share",
-            "share of a tumour slide's tiles that are tumour (what chance scores)",
+            "share of a tumour slide's tiles that are tumour (what chance scores on both)",
             fmt="{:.1%}",
         ),
     ),

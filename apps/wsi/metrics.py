@@ -80,27 +80,25 @@ class SlideMetrics(Metric):
         return {name: torch.tensor(value, dtype=torch.float64) for name, value in scores.items()}
 
 
-def localisation_scores(
-    weights: np.ndarray, tumour: np.ndarray, top: int
-) -> tuple[float, float, float]:
+def localisation_scores(weights: np.ndarray, tumour: np.ndarray) -> tuple[float, float, float]:
     """How well one positive slide's attention ``weights [N]`` finds its tumour tiles ``tumour
-    [N]`` (bool): the share of the ``top`` most attended tiles that are tumour, the attention mass on
-    tumour tiles, and the tumour share of all tiles (what uniform attention would score)."""
-    top = min(top, len(weights))
-    chosen = np.argsort(-weights, kind="stable")[:top]
+    [N]`` (bool): the R-precision (of its n most attended tiles, n = its number of tumour tiles, the
+    share that are tumour), the attention mass on tumour tiles, and the tumour share of all tiles
+    (what uniform or random attention scores on both)."""
+    n = int(tumour.sum())
+    chosen = np.argsort(-weights, kind="stable")[:n]
     return float(tumour[chosen].mean()), float(weights[tumour].sum()), float(tumour.mean())
 
 
 class LocalisationMetrics(Metric):
     """Over the slides that have tumour tiles marked (the synthetic slides' planted regions):
-    ``tumour_precision@<top>``, ``tumour_attention_mass`` and ``tumour_tile_share`` (chance), each
-    a mean over slides."""
+    ``tumour_r_precision``, ``tumour_attention_mass`` and ``tumour_tile_share`` (chance), each a
+    mean over slides."""
 
     full_state_update = False
 
-    def __init__(self, top: int = 10) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.top = top
         for name in ("precision", "mass", "share", "slides"):
             self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64),
                            dist_reduce_fx="sum")  # fmt: skip
@@ -109,7 +107,7 @@ class LocalisationMetrics(Metric):
         """One slide: ``weights [N]`` (the slide head's attention), ``tumour [N]`` bool."""
         if not tumour.any():
             return
-        precision, mass, share = localisation_scores(weights, tumour, self.top)
+        precision, mass, share = localisation_scores(weights, tumour)
         self.precision += precision
         self.mass += mass
         self.share += share
@@ -117,8 +115,11 @@ class LocalisationMetrics(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         n = self.slides.clamp_min(1)
-        return {f"tumour_precision@{self.top}": self.precision / n,
-                "tumour_attention_mass": self.mass / n, "tumour_tile_share": self.share / n}  # fmt: skip
+        return {
+            "tumour_r_precision": self.precision / n,
+            "tumour_attention_mass": self.mass / n,
+            "tumour_tile_share": self.share / n,
+        }
 
 
 def masked_by_stkim(

@@ -21,7 +21,9 @@ from core.ops import pad_segments, segment_ids
 class ACMILConfig:
     """Hyper-parameters of :class:`ACMIL` (paper §3 and the official configs: D_inner 256 for
     512-d ResNet-18 features, gated attention of 128 hidden units, M = 5 branches, STKIM masking
-    6 of the top K = 10 instances). ``n_branches=1, top_k=0`` is ABMIL."""
+    6 of the top K = 10 instances, the diversity loss at weight 1). ``n_branches=1, top_k=0`` is
+    ABMIL; ``top_k=0`` or ``mask_drop=0`` turns STKIM off, ``diversity_weight=0`` the diversity
+    loss (the ablations users ask for)."""
 
     inner_dim: int = 256
     attention_dim: int = 128
@@ -30,6 +32,7 @@ class ACMILConfig:
     mask_drop: float = 0.6
     gated: bool = True
     dropout: float = 0.0
+    diversity_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.n_branches < 1:
@@ -68,6 +71,9 @@ class ACMIL(nn.Module):
         super().__init__()
         self.config = config
         self.reduce = nn.Linear(feature_dim, config.inner_dim, bias=False)
+        # the instance features' standardisation (identity until set from the training bags)
+        self.register_buffer("feature_mean", torch.zeros(feature_dim))
+        self.register_buffer("feature_std", torch.ones(feature_dim))
         self.pool = AttentionPool(
             config.inner_dim, config.attention_dim, config.n_branches, gated=config.gated
         )
@@ -86,7 +92,7 @@ class ACMIL(nn.Module):
         generator: torch.Generator | None = None,
     ) -> MILOutput:
         """Classify packed bags: ``features [T, F]``, ``cu_seqlens`` int32 ``[N+1]``."""
-        h = F.relu(self.reduce(features))  # [T, D]
+        h = F.relu(self.reduce_standardised(features))  # [T, D]
         scores = self.pool.scores(h)  # [T, K]
         mask = None
         if self.training and self.config.top_k > 0 and self.config.mask_drop > 0:
@@ -100,6 +106,18 @@ class ACMIL(nn.Module):
         # mean of the branches' pooled features, so no second pass over the instances
         slide_logits = self.slide_head(pooled.mean(1))
         return MILOutput(branch_logits, slide_logits, weights, mask)
+
+
+    def set_feature_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise the instance features as ``(x − mean) / std`` from now on (``[F]`` each)."""
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std)
+
+    def reduce_standardised(self, features: torch.Tensor) -> torch.Tensor:
+        """``reduce((x − mean) / std)`` as one linear map: ``W/std · x − W/std · mean``, so the
+        standardisation costs no pass over the ``[T, F]`` features."""
+        weight = self.reduce.weight / self.feature_std
+        return F.linear(features, weight, -(weight @ self.feature_mean))
 
 
 def stkim_mask(
@@ -166,10 +184,14 @@ def diversity_loss(weights: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Ten
 
 
 def mil_loss(
-    output: MILOutput, labels: torch.Tensor, cu_seqlens: torch.Tensor
+    output: MILOutput,
+    labels: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    diversity_weight: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """ACMIL's training loss, summed: the branches' cross-entropy (each branch against the slide
-    label; only with K > 1), the slide classifier's cross-entropy and the diversity loss."""
+    label; only with K > 1), the slide classifier's cross-entropy and the diversity loss (times
+    ``diversity_weight``; 1 in the paper)."""
     slide = F.cross_entropy(output.slide_logits, labels)
     _, branches, n_classes = output.branch_logits.shape
     if branches > 1:
@@ -179,5 +201,5 @@ def mil_loss(
         diversity = diversity_loss(output.weights, cu_seqlens)
     else:
         branch = diversity = slide.new_zeros(())
-    return {"loss": slide + branch + diversity, "slide": slide, "branch": branch,
+    return {"loss": slide + branch + diversity_weight * diversity, "slide": slide, "branch": branch,
             "diversity": diversity}  # fmt: skip

@@ -53,8 +53,9 @@ class WSITask(AppTask):
         net: the network's hyper-parameters (``n_branches: 1, top_k: 0`` → ABMIL).
         feature_dim: width of the instance features; class_names: the classes (both linked from
             the datamodule).
-        localisation_top: how many of the most attended tiles ``tumour_precision@k`` checks
-            (evaluation only, not checkpointed).
+        standardize: at the start of training, standardise the instance features by the training
+            bags' per-feature mean and std (kept in the model's buffers, so the checkpoint carries
+            them); hand-crafted features vary in tiny ranges, CNN features hardly need it.
         optimizer, scheduler, scheduler_interval, figure_examples: see :class:`core.train.AppTask`.
     """
 
@@ -67,28 +68,40 @@ class WSITask(AppTask):
         net: ACMILConfig = ACMILConfig(),
         feature_dim: int = 512,
         class_names: list[str] | None = None,
-        localisation_top: int = 10,
+        standardize: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.save_hyperparameters(ignore=["localisation_top"])
+        self.save_hyperparameters()
         self.config = as_config(ACMILConfig, net)
         self.class_names = list(class_names or ["negative", "positive"])
+        self.standardize = standardize
         self.model = ACMIL(self.config, feature_dim, len(self.class_names))
-        self.localisation_top = localisation_top
         self.metrics = torch.nn.ModuleDict(
             {f"{stage}_metrics": SlideMetrics(self.class_names) for stage in ("val", "test")}
         )
         self.localisation = torch.nn.ModuleDict(
-            {f"{stage}_localisation": LocalisationMetrics(localisation_top)
-             for stage in ("val", "test")}
+            {f"{stage}_localisation": LocalisationMetrics() for stage in ("val", "test")}
         )  # fmt: skip
+
+    def on_fit_start(self) -> None:
+        """Set the features' standardisation from the training bags (a fresh fit only: a resumed
+        one has it in its checkpoint)."""
+        statistics = getattr(self.trainer.datamodule, "feature_statistics", None)
+        if self.standardize and self.trainer.global_step == 0 and statistics is not None:
+            mean, std = statistics()
+            self.model.set_feature_statistics(mean.to(self.device), std.to(self.device))
 
     def forward(self, batch: BagBatch) -> MILOutput:
         return self.model(batch.features, batch.cu_seqlens)
 
+    def loss(
+        self, output: MILOutput, labels: torch.Tensor, cu_seqlens: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        return mil_loss(output, labels, cu_seqlens, self.config.diversity_weight)
+
     def training_step(self, batch: BagBatch, batch_idx: int) -> torch.Tensor:
-        losses = mil_loss(self(batch), batch.labels, batch.cu_seqlens)
+        losses = self.loss(self(batch), batch.labels, batch.cu_seqlens)
         self.log_loss("train", losses["loss"], len(batch))
         for name in ("slide", "branch", "diversity"):
             self.log(f"train/{name}_loss", losses[name].detach(), batch_size=len(batch))
@@ -98,7 +111,7 @@ class WSITask(AppTask):
         output = self(batch)
         labelled = batch.labels >= 0
         if labelled.any():
-            losses = mil_loss(output, batch.labels.clamp_min(0), batch.cu_seqlens)
+            losses = self.loss(output, batch.labels.clamp_min(0), batch.cu_seqlens)
             self.log_loss(stage, losses["loss"], len(batch))
         probs = output.slide_logits.softmax(-1)
         self.metrics[f"{stage}_metrics"].update(probs[labelled], batch.labels[labelled])

@@ -50,7 +50,7 @@ class _NoAdvertising(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdvertising())
 
 
-def show_app_logs() -> None:
+def _show_app_logs() -> None:
     """Print the apps' INFO records (data counts, what was filtered or generated) on stderr, as
     Lightning prints its own; without a handler Python would show only warnings."""
     apps_log = logging.getLogger("apps")
@@ -220,7 +220,7 @@ def cli_main(
     Bad input — :class:`InputError`, a missing file, an unknown or malformed flag — exits with status 2
     and one line on stderr; anything else (a bug) raises with its traceback.
     """
-    show_app_logs()
+    _show_app_logs()
     try:
         return ManyheadsCLI(model_class, datamodule_class, app, links=links, args=args, run=run)
     except (InputError, FileNotFoundError, ArgumentError) as error:

@@ -54,13 +54,14 @@ def test_slide_metrics_accumulate_batches():
 def test_localisation_scores_and_their_mean_over_tumour_slides():
     weights = np.array([0.5, 0.3, 0.1, 0.05, 0.05])
     tumour = np.array([True, False, True, False, False])
-    assert localisation_scores(weights, tumour, 2) == (0.5, 0.6, 0.4)
-    metric = LocalisationMetrics(top=2)
+    # R-precision: of the 2 most attended tiles (2 tumour tiles), one is tumour
+    assert localisation_scores(weights, tumour) == (0.5, 0.6, 0.4)
+    metric = LocalisationMetrics()
     metric.update(weights, tumour)
     metric.update(weights, np.zeros(5, dtype=bool))  # a normal slide: not counted
     metric.update(np.array([0.1, 0.9]), np.array([False, True]))
     values = metric.compute()
     assert float(metric.slides) == 2
-    assert float(values["tumour_precision@2"]) == (0.5 + 0.5) / 2
+    assert float(values["tumour_r_precision"]) == (0.5 + 1.0) / 2
     assert math.isclose(float(values["tumour_attention_mass"]), (0.6 + 0.9) / 2)
     assert float(values["tumour_tile_share"]) == (0.4 + 0.5) / 2

@@ -117,3 +117,14 @@ def test_overfits_a_few_fixed_bags(gen):
     model.eval()
     slide = F.cross_entropy(model(features, cu).slide_logits, labels)
     assert slide < 0.05, float(slide)
+
+
+def test_standardisation_folds_into_the_first_linear_map(gen):
+    features, cu = packed([9, 4], gen)
+    features = features * 0.01 + 0.5  # hand-crafted features: tiny spread around a large mean
+    mean, std = features.mean(0), features.std(0)
+    model = ACMIL(ACMILConfig(inner_dim=16, attention_dim=8), 12, 2).eval()
+    plain = model(((features - mean) / std), cu).slide_logits
+    model.set_feature_statistics(mean, std)
+    torch.testing.assert_close(model(features, cu).slide_logits, plain)
+    assert torch.equal(model.state_dict()["feature_std"], std)  # the checkpoint carries it

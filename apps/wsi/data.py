@@ -19,10 +19,11 @@ from torch.utils.data import Dataset
 
 from apps.wsi.bags import Bag
 from apps.wsi.extractors import build_extractor
+from apps.wsi.histology import Region
 from apps.wsi.preprocess import feature_file, preprocess_slides
 from apps.wsi.readers import class_names, read_acmil_h5, read_feature_file, read_labels
 from apps.wsi.splits import SplitChoice, choose_split
-from apps.wsi.synthetic import Region, SyntheticSet, ensure_synthetic
+from apps.wsi.synthetic import SyntheticSet, ensure_synthetic
 from core.train import AppDataModule, InputError
 from core.train.errors import input_file
 

@@ -107,7 +107,6 @@ class ACMIL(nn.Module):
         slide_logits = self.slide_head(pooled.mean(1))
         return MILOutput(branch_logits, slide_logits, weights, mask)
 
-
     def set_feature_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Standardise the instance features as ``(x − mean) / std`` from now on (``[F]`` each)."""
         self.feature_mean.copy_(mean)

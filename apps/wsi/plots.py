@@ -85,6 +85,6 @@ def stkim_table_figure(rows: list[dict[str, float]]) -> Figure:
         ax.set_xticks(x, branches)
         ax.set_ylabel(label)
     axes[1].legend(fontsize=8)
-    fig.suptitle("STKIM moves attention off the top-K instances", fontsize=9)
+    fig.suptitle("Each branch's attention as trained and under STKIM's training mask", fontsize=9)
     fig.tight_layout()
     return fig

@@ -16,6 +16,7 @@ import pytest
 
 from apps.wsi.__main__ import main
 from apps.wsi.demo import mean_pooling_metrics
+from apps.wsi.pyramid import write_pyramidal_tiff
 
 REPO = Path(__file__).resolve().parents[3]
 TINY = Path(__file__).parent / "tiny.yaml"
@@ -47,8 +48,6 @@ def make_slide_folder(root: Path) -> Path:
     first = (folder / f"{rows[0]['slide_id']}.tiff").read_bytes()
     (folder / "truncated.tiff").write_bytes(first[:2048])
     shutil.copy(folder / f"{rows[1]['slide_id']}.tiff", folder / "unlabelled.tiff")
-    from apps.wsi.synthetic import write_pyramidal_tiff
-
     write_pyramidal_tiff(folder / "blank.tiff", np.full((768, 1024, 3), 240, np.uint8), 0.5)
     lines = ["case_id,slide_id,label"] + [f"c{i},{r['slide_id']},{r['label']}"
                                           for i, r in enumerate(rows)]  # fmt: skip

@@ -14,14 +14,9 @@ import openslide
 import pytest
 import tifffile
 
-from apps.wsi.synthetic import (
-    Region,
-    SyntheticSet,
-    ensure_synthetic,
-    read_regions,
-    synthetic_slide,
-    write_pyramidal_tiff,
-)
+from apps.wsi.histology import Region, synthetic_slide
+from apps.wsi.pyramid import write_pyramidal_tiff
+from apps.wsi.synthetic import SyntheticSet, ensure_synthetic, read_regions
 from core.train import InputError
 
 HEIGHT, WIDTH = 768, 1024

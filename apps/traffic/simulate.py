@@ -19,9 +19,7 @@ missing readings (scattered drops and outages) are 0.0, as in the public files.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from apps.traffic.roads import (
     to_lat_lon,
 )
 from apps.traffic.series import TrafficSeries
+from core.train.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -320,16 +319,6 @@ def simulate(
     )
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """``write`` to a temporary name beside ``path``, then rename: a crash leaves no half file."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def metr_paths(folder: Path) -> dict[str, Path]:
     """Where the three METR-LA files live in ``folder``, keyed speed / adjacency / locations."""
     return {key: Path(folder) / name for key, name in FILE_NAMES.items()}
@@ -348,7 +337,7 @@ def write_metr_files(series: TrafficSeries, folder: Path) -> dict[str, Path]:
         index=pd.DatetimeIndex(series.timestamps),
         columns=list(series.sensor_ids),
     )
-    _write_atomically(paths["speed"], lambda p: frame.to_hdf(p, key="df", mode="w"))
+    write_atomically(paths["speed"], lambda p: frame.to_hdf(p, key="df", mode="w"))
 
     ids = list(series.sensor_ids)
     graph = [ids, {sensor: i for i, sensor in enumerate(ids)}, series.adjacency.astype(np.float32)]
@@ -357,13 +346,13 @@ def write_metr_files(series: TrafficSeries, folder: Path) -> dict[str, Path]:
         with open(path, "wb") as f:
             pickle.dump(graph, f, protocol=2)
 
-    _write_atomically(paths["adjacency"], dump_graph)
+    write_atomically(paths["adjacency"], dump_graph)
 
     rows = ["index,sensor_id,latitude,longitude"] + [
         f"{i},{sensor},{lat:.6f},{lon:.6f}"
         for i, (sensor, (lat, lon)) in enumerate(zip(ids, series.coordinates, strict=True))
     ]
-    _write_atomically(paths["locations"], lambda p: p.write_text("\n".join(rows) + "\n"))
+    write_atomically(paths["locations"], lambda p: p.write_text("\n".join(rows) + "\n"))
     return paths
 
 

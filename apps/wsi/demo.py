@@ -36,7 +36,8 @@ CARD = DemoCard(
     title="ACMIL: whole-slide image classification from a bag of tiles",
     task=(
         "**Task.** Label a whole slide (tumour or normal) from its tiles, without knowing which "
-        "tiles show the tumour. **Data.** The built-in synthetic slides: pyramidal TIFFs that "
+        "tiles show the tumour. **Data.** The built-in synthetic slides (here the quick set of "
+        "`configs/wsi/small.yaml`: 40 slides of 2048 × 1536 px): pyramidal TIFFs that "
         "OpenSlide opens, pink tissue with nuclei, half of them with small planted tumour regions "
         "(denser, darker nuclei); tissue detected on the thumbnail, tiled at 0.5 µm/px into 224-px "
         "tiles, each tile described by built-in colour and texture statistics. **Model.** ACMIL "
@@ -71,6 +72,7 @@ CARD = DemoCard(
         "training slides, scored on the same test slides",
         mean_pooling_metrics,
     ),
+    overlays=("configs/wsi/small.yaml",),
     figures={
         "heatmaps": "Test slides: the thumbnail with the planted tumour outlined, then each "
         "branch's attention and the branches' mean (what the slide classifier pools with).",

@@ -14,7 +14,6 @@ reuses it. A slide that cannot be used is reported with its reason and the other
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from apps.wsi.extractors import FeatureExtractor
 from apps.wsi.slides import level0_tile_size, open_slide, read_tile, slide_mpp, thumbnail
 from apps.wsi.tissue import SATURATION_FLOOR, tile_grid, tissue_mask
 from core.train.errors import InputError
+from core.train.files import write_atomically
 
 log = logging.getLogger("apps.wsi")
 
@@ -205,15 +205,17 @@ def slide_features(path: Path, extractor: FeatureExtractor, tiling: Tiling) -> S
 
 
 def write_feature_file(path: Path, made: SlideFeatures) -> None:
-    """Write ``made`` to ``path`` atomically: to ``<path>.tmp``, then renamed."""
-    temporary = path.with_name(path.name + ".tmp")
-    with h5py.File(temporary, "w") as file:
-        file.create_dataset("features", data=made.features.astype(np.float32, copy=False))
-        file.create_dataset("coords", data=made.coords.astype(np.int64, copy=False))
-        file.create_dataset("thumbnail", data=made.thumbnail.astype(np.uint8, copy=False))
-        file["thumbnail"].attrs["downsample"] = float(made.downsample)
-        file.attrs.update(made.attrs)
-    os.replace(temporary, path)
+    """Write ``made`` to ``path`` atomically (a scratch file, then renamed)."""
+
+    def write(scratch: Path) -> None:
+        with h5py.File(scratch, "w") as file:
+            file.create_dataset("features", data=made.features.astype(np.float32, copy=False))
+            file.create_dataset("coords", data=made.coords.astype(np.int64, copy=False))
+            file.create_dataset("thumbnail", data=made.thumbnail.astype(np.uint8, copy=False))
+            file["thumbnail"].attrs["downsample"] = float(made.downsample)
+            file.attrs.update(made.attrs)
+
+    write_atomically(path, write)
 
 
 def _is_complete(file: h5py.File) -> bool:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -20,6 +18,7 @@ from tqdm.auto import tqdm
 from apps.wsi.histology import MIN_SIDE, Region, synthetic_slide
 from apps.wsi.pyramid import write_pyramidal_tiff
 from core.train import InputError
+from core.train.files import write_atomically
 
 log = logging.getLogger("apps.wsi")
 
@@ -143,7 +142,7 @@ def _generate(found: SyntheticSet, recipe: _Recipe) -> None:
     for i, path in enumerate(tqdm(found.slides, desc="synthetic slides", unit="slide")):
         rng = np.random.default_rng([recipe.seed, i])
         image, planted = synthetic_slide(rng, recipe.height, recipe.width, bool(tumour[i]))
-        _write_atomically(path, partial(write_pyramidal_tiff, image=image, mpp=recipe.mpp))
+        write_atomically(path, partial(write_pyramidal_tiff, image=image, mpp=recipe.mpp))
         regions[path.stem] = [[r.x, r.y, r.radius] for r in planted]
     rows = [
         f"case_{i:03d},{path.stem},{'tumour' if tumour[i] else 'normal'}\n"
@@ -176,15 +175,4 @@ def _regions_json(regions: dict[str, list[list[float]]]) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    _write_atomically(path, lambda part: part.write_text(text))
-
-
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """``write`` to a scratch file beside ``path``, then rename it: an interrupted run never
-    leaves a truncated file behind."""
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        write(scratch)
-        os.replace(scratch, path)
-    finally:
-        scratch.unlink(missing_ok=True)
+    write_atomically(path, lambda part: part.write_text(text))

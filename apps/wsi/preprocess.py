@@ -7,7 +7,7 @@ CLAM's layout:
   ``extractor``, ``slide_path``, ``skipped_tiles``;
 * ``thumbnail`` uint8 ``[h, w, 3]`` with attr ``downsample`` (level-0 px per thumbnail px).
 
-Files are written atomically (``.tmp``, then renamed), so an existing file is complete and a rerun
+Files are written atomically (a scratch file, then renamed), so an existing file is complete and a rerun
 reuses it. A slide that cannot be used is reported with its reason and the others go on.
 """
 

@@ -65,7 +65,7 @@ def test_feature_file_layout(tmp_path, good):
     assert [len(batch) for batch in extractor.batches] == [5, 5, 2]
     assert all(batch.shape[1:] == (32, 32, 3) for batch in extractor.batches)
     assert np.allclose(features, ColourTexture()(np.concatenate(extractor.batches)))
-    assert not list((tmp_path / "out/h5_files").glob("*.tmp"))
+    assert not list((tmp_path / "out/h5_files").glob(".*.part"))
 
 
 def test_bad_slides_are_recorded_and_the_good_one_written(tmp_path, good):

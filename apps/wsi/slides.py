@@ -73,7 +73,7 @@ def slide_mpp(
         return default_mpp
     raise InputError(
         f"{path}: the slide's metadata gives neither microns per pixel "
-        f"({openslide.PROPERTY_NAME_MPP_X}) nor an objective power; pass default_mpp"
+        f"({openslide.PROPERTY_NAME_MPP_X}) nor an objective power; give it with --data.default_mpp"
     )
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from core.ops._checks import check_cu_seqlens, check_finite, check_floating, check_rank, check_same
-from core.ops._segments import segment_ids
+from core.ops._segments import pad_segments, segment_ids
 from core.ops.backend import dispatch
 
 
@@ -65,12 +65,26 @@ def attention_pool_reference(
     cu_seqlens: Tensor,
     mask: Tensor | None,
 ) -> tuple[Tensor, Tensor]:
-    """PyTorch path: segment softmax, then one ``index_add`` of the weighted values ``[T, K or 1, D]``."""
+    """PyTorch path: segment softmax, then the weighted sums. Values shared by the branches
+    (``[T, 1, D]``) are pooled as one matrix product per bag, ``weightsᵀ [K, n] @ values [n, D]``
+    (the bags zero-padded to one batched product when there are several), never forming the
+    ``[T, K, D]`` products; per-branch values ``[T, K, D]`` take one ``index_add``."""
     weights = segment_softmax_reference(scores, cu_seqlens, mask)
+    if values.shape[1] == 1:
+        return _pool_shared(weights, values[:, 0], cu_seqlens), weights
     seg = segment_ids(cu_seqlens, scores.shape[0])
     pooled = values.new_zeros(cu_seqlens.numel() - 1, scores.shape[1], values.shape[-1])
     pooled = pooled.index_add(0, seg, weights.unsqueeze(-1) * values)
     return pooled, weights
+
+
+def _pool_shared(weights: Tensor, values: Tensor, cu_seqlens: Tensor) -> Tensor:
+    """``[N, K, D]``: each bag's ``weightsᵀ @ values`` for ``weights [T, K]``, ``values [T, D]``."""
+    if cu_seqlens.numel() == 2:  # one bag: no padding needed
+        return (weights.transpose(0, 1) @ values).unsqueeze(0)
+    padded_weights, _ = pad_segments(weights, cu_seqlens)  # [N, L, K], zeros past each bag
+    padded_values, _ = pad_segments(values, cu_seqlens)  # [N, L, D]
+    return padded_weights.transpose(1, 2) @ padded_values
 
 
 def attention_pool(

@@ -82,6 +82,8 @@ class Crops(Dataset):
         return len(self.pieces) * self.crops_per_piece
 
     def __getitem__(self, index: int) -> tuple[str, int, np.ndarray]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"crop {index} of {len(self)}")  # also ends plain iteration
         piece = self.pieces[index % len(self.pieces)]
         tokens = framed(piece)
         step = self.representation.step_tokens

@@ -40,6 +40,7 @@ def test_grid_crops_start_on_a_step_and_stay_a_transposition_of_the_piece() -> N
     crops = Crops([chorale], seq_len=16, representation=GRID, transpose=3, stretch=0.0,
                   crops_per_piece=50)  # fmt: skip
     full = framed(chorale)
+    assert len(list(crops)) == len(crops) == 50  # iteration ends after the last crop
     for _, start, window in (crops[i] for i in range(len(crops))):
         assert len(window) == 17
         assert start == 0 or (start - 1) % 4 == 0

@@ -125,18 +125,13 @@ class RecsysTask(AppTask):
         return negatives
 
     # evaluation
-    def rank(self, batch: EvalBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Latest representations ``[B, d]``, target ranks ``[B]`` (0-based) and the top
-        ``max(ks)`` items ``[B, K]`` (ids): over every unseen item, or among the candidates."""
-        hidden = self.model(batch.items)[:, -1]
-        scores = self.model.scores(hidden)
-        ranks, top = rank_items(scores, batch.seen, batch.target, batch.candidates, max(self.ks))
-        return hidden, ranks, top
-
     def _evaluate(self, batch: EvalBatch, stage: str) -> None:
-        hidden, ranks, top = self.rank(batch)
-        loss = full_softmax_cross_entropy(hidden, self.model.items, batch.target - 1)
-        self.log_loss(stage, loss.mean(), len(batch))
+        hidden = self.model(batch.items)[:, -1]
+        scores = self.model.scores(hidden)  # [B, N + 1], column 0 the padding
+        # the full-softmax loss from these scores, before ranking masks the seen items in them
+        target = scores.gather(1, batch.target[:, None])[:, 0]
+        self.log_loss(stage, (torch.logsumexp(scores[:, 1:], -1) - target).mean(), len(batch))
+        ranks, top = rank_items(scores, batch.seen, batch.target, batch.candidates, max(self.ks))
         self.metrics[stage].update(ranks, top)
         room = max(0, self.figure_examples - len(self.examples))
         self.keep_examples([self._example(batch, ranks, i) for i in range(min(room, len(batch)))])

@@ -37,7 +37,7 @@ CARD = DemoCard(
     task=(
         "**Task.** Label a whole slide (tumour or normal) from its tiles, without knowing which "
         "tiles show the tumour. **Data.** The built-in synthetic slides (here the quick set of "
-        "`configs/wsi/small.yaml`: 40 slides of 2048 × 1536 px): pyramidal TIFFs that "
+        "`configs/wsi/small.yaml`: 40 slides): pyramidal TIFFs that "
         "OpenSlide opens, pink tissue with nuclei, half of them with small planted tumour regions "
         "(denser, darker nuclei); tissue detected on the thumbnail, tiled at 0.5 µm/px into 224-px "
         "tiles, each tile described by built-in colour and texture statistics. **Model.** ACMIL "

@@ -3,12 +3,14 @@
 CLAM's layout:
 
 * ``features`` float32 ``[N, D]``, ``coords`` int64 ``[N, 2]`` (level-0 top-left x, y);
-* file attrs ``tile_size`` (level-0 px), ``tile_px``, ``target_mpp``, ``slide_mpp``,
-  ``extractor``, ``slide_path``, ``skipped_tiles``;
+* file attrs ``tile_size`` (level-0 px), ``tile_px``, ``target_mpp``, ``min_tissue``,
+  ``slide_mpp``, ``extractor``, ``slide_path``, ``slide_hash`` (OpenSlide's ``quickhash-1`` of the
+  slide), ``skipped_tiles``;
 * ``thumbnail`` uint8 ``[h, w, 3]`` with attr ``downsample`` (level-0 px per thumbnail px).
 
-Files are written atomically (a scratch file, then renamed), so an existing file is complete and a rerun
-reuses it. A slide that cannot be used is reported with its reason and the others go on.
+Files are written atomically (a scratch file, then renamed), so an existing file is complete and a
+rerun reuses it, unless its slide has changed since (another hash: it is made again). A slide that
+cannot be used is reported with its reason and the others go on.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ log = logging.getLogger("apps.wsi")
 THUMBNAIL_SIDE = 1024
 FEATURE_DIR = "h5_files"
 ATTRS = (
-    "tile_size", "tile_px", "target_mpp", "slide_mpp", "extractor", "slide_path", "skipped_tiles",
+    "tile_size", "tile_px", "target_mpp", "min_tissue", "slide_mpp", "extractor", "slide_path",
+    "slide_hash", "skipped_tiles",
 )  # fmt: skip
+HASH = "openslide.quickhash-1"  # OpenSlide's content hash of a slide (its smallest level, metadata)
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,10 @@ def slide_features(path: Path, extractor: FeatureExtractor, tiling: Tiling) -> S
     """Tile one slide and extract its features; InputError (or OpenSlideError) when it cannot."""
     reader = TileReader(path)
     try:
-        mpp = slide_mpp(reader.slide, path, tiling.default_mpp)
+        mpp, fingerprint = (
+            slide_mpp(reader.slide, path, tiling.default_mpp),
+            slide_hash(reader.slide),
+        )
         tile_size = level0_tile_size(tiling.tile_px, tiling.target_mpp, mpp, path)
         picture, downsample = thumbnail(reader.slide, THUMBNAIL_SIDE)
         coords = _grid(reader, tile_size, picture, downsample, tiling)
@@ -199,7 +206,8 @@ def slide_features(path: Path, extractor: FeatureExtractor, tiling: Tiling) -> S
             reader.first_error,
         )
     attrs = {"tile_size": tile_size, "tile_px": tiling.tile_px, "target_mpp": tiling.target_mpp,
-             "slide_mpp": mpp, "extractor": extractor.name, "slide_path": str(path.resolve()),
+             "min_tissue": tiling.min_tissue, "slide_mpp": mpp, "extractor": extractor.name,
+             "slide_path": str(path.resolve()), "slide_hash": fingerprint,
              "skipped_tiles": reader.skipped}  # fmt: skip
     return SlideFeatures(features, coords, picture, downsample, attrs)
 
@@ -231,9 +239,15 @@ def _is_complete(file: h5py.File) -> bool:
     )
 
 
-def reusable(path: Path, extractor: FeatureExtractor, tiling: Tiling) -> bool:
-    """Whether the feature file at ``path`` exists, is complete and was made with these settings;
-    InputError when it was made with others (it is not overwritten)."""
+def slide_hash(slide: openslide.OpenSlide) -> str:
+    """OpenSlide's content hash of ``slide`` ('' for a format without one)."""
+    return str(slide.properties.get(HASH, ""))
+
+
+def reusable(path: Path, slide: Path, extractor: FeatureExtractor, tiling: Tiling) -> bool:
+    """Whether the feature file at ``path`` exists, is complete, was made with these settings and
+    from ``slide`` as it is now (the same hash); InputError when it was made with other settings
+    (it is not overwritten)."""
     if not path.exists():
         return False
     try:
@@ -242,18 +256,26 @@ def reusable(path: Path, extractor: FeatureExtractor, tiling: Tiling) -> bool:
                 log.warning("%s: incomplete feature file; making it again", path)
                 return False
             made = (file.attrs["extractor"], file.attrs["tile_px"], file.attrs["target_mpp"])
-            made += (file["features"].shape[1],)
+            made += (file.attrs["min_tissue"], file["features"].shape[1])
+            made_hash = str(file.attrs["slide_hash"])
     except OSError as error:
         log.warning("%s: unreadable feature file (%s); making it again", path, error)
         return False
-    wanted = (extractor.name, tiling.tile_px, tiling.target_mpp, extractor.dim)
+    wanted = (extractor.name, tiling.tile_px, tiling.target_mpp, tiling.min_tissue, extractor.dim)
     if made != wanted:
-        said = "extractor {}, tile_px {}, target_mpp {}, D = {}"
+        said = "extractor {}, tile_px {}, target_mpp {}, min_tissue {}, D = {}"
         raise InputError(
             f"{path}: made with {said.format(*made)}, not {said.format(*wanted)}; "
             "remove it or choose another out_dir"
         )
-    return True
+    current = open_slide(slide)
+    try:
+        changed = made_hash != slide_hash(current)
+    finally:
+        current.close()
+    if changed:
+        log.info("%s: the slide changed since its features were made; making them again", slide)
+    return not changed
 
 
 def _check_stems(slides: list[Path]) -> None:
@@ -288,7 +310,7 @@ def preprocess_slides(
     for slide in tqdm(slides, desc="slides", unit="slide"):
         slide, target = Path(slide), feature_file(out_dir, slide)
         try:
-            if reusable(target, extractor, tiling):
+            if reusable(target, slide, extractor, tiling):
                 report.reused.append(target)
                 continue
             made = slide_features(slide, extractor, tiling)

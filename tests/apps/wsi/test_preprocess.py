@@ -55,9 +55,11 @@ def test_feature_file_layout(tmp_path, good):
         assert coords.dtype == np.int64
         expected = [[x, y] for y in range(128, 512, 128) for x in range(256, 768, 128)]
         assert coords.tolist() == expected  # every tile on tissue, row-major
+        fingerprint = openslide.OpenSlide(good).properties["openslide.quickhash-1"]
         assert dict(file.attrs) == {
-            "tile_size": 128, "tile_px": 32, "target_mpp": 1.0, "slide_mpp": 0.25,
-            "extractor": "colour-texture", "slide_path": str(good.resolve()), "skipped_tiles": 0,
+            "tile_size": 128, "tile_px": 32, "target_mpp": 1.0, "min_tissue": 0.5,
+            "slide_mpp": 0.25, "extractor": "colour-texture", "slide_path": str(good.resolve()),
+            "slide_hash": fingerprint, "skipped_tiles": 0,
         }  # fmt: skip
         thumb = file["thumbnail"]
         assert thumb.dtype == np.uint8 and thumb.shape == (768, 1024, 3)
@@ -101,6 +103,19 @@ def test_rerun_reuses_finished_slides(tmp_path, good, caplog):
     assert third.written == [broken] and "unreadable feature file" in caplog.text
     fourth = run([good], tmp_path / "out", tile_px=64)
     assert "made with extractor colour-texture, tile_px 32" in fourth.failed[str(good)]
+
+
+def test_a_changed_slide_is_extracted_again(tmp_path, good, caplog):
+    first = run([good], tmp_path / "out")
+    with h5py.File(first.written[0]) as file:
+        before = file["features"][:]
+    write_tiff(good, canvas(768, 1024, BOX, colour=(90, 40, 160)), mpp=0.25)  # same name, new slide
+    with caplog.at_level(logging.INFO, logger="apps.wsi"):
+        second = run([good], tmp_path / "out")
+    assert second.written == first.written and not second.reused
+    assert "the slide changed since its features were made" in caplog.text
+    with h5py.File(second.written[0]) as file:
+        assert not np.allclose(file["features"][:], before)
 
 
 def test_unreadable_tiles_are_skipped_and_counted(tmp_path, good, monkeypatch):

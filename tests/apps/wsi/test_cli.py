@@ -69,7 +69,17 @@ def test_slides_folder_counts_bad_slides_and_trains_on_the_rest(in_tmp, caplog):
     assert sum(len(fitted.datamodule.datasets[s]) for s in ("train", "val", "test")) == 10
 
     run = in_tmp / "runs" / "wsi" / "tiny"
-    tested = main(["test", *BASE, *slides, "--ckpt_path", "best"])
+    inspector = ["--trainer.callbacks+=core.inspect.AttentionInspector",
+                 "--trainer.callbacks.init_args.weight_batches", "1"]  # fmt: skip
+    tested = main(["test", *BASE, *slides, "--ckpt_path", "best", *inspector])
+    attention = run / "test/attention/test"
+    assert (attention / "branch_heatmaps.png").is_file()
+    with (attention / "stkim_effect.csv").open() as handle:
+        effect = list(csv.DictReader(handle))
+    assert [int(row["branch"]) for row in effect] == [1, 2, 3]  # tiny.yaml: 3 branches
+    for row in effect:
+        assert 0.0 <= float(row["top_k_mass_after"]) <= 1.0
+        assert 0.0 <= float(row["entropy_before"]) <= 1.0 + 1e-9
     results = json.loads((run / "test/results.json").read_text())
     assert results["data"]["split"]["kind"] == "holdout"
     assert {"test/AUROC", "test/F1", "test/accuracy"} <= set(results["metrics"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -168,7 +169,6 @@ class WSIDataModule(AppDataModule):
         self.predict_slides = predict_slides
         self.split_choice: SplitChoice | None = None
         self.regions: dict[str, list[Region]] = {}
-        self._extractor: Any = None
         self.labels = self._read_labels()
         self.class_names = (
             SYNTHETIC_CLASSES if source == "synthetic" else class_names(self.labels.values())
@@ -179,7 +179,7 @@ class WSIDataModule(AppDataModule):
     def _read_labels(self) -> dict[str, str]:
         """slide id → class name, from the labels CSV or ACMIL's file; the synthetic set's later."""
         if self.source == "acmil_h5":
-            return {b.slide_id: b.label for b in self._acmil_bags()}
+            return {b.slide_id: b.label for b in self.acmil_bags}
         if self.source in ("slides", "clam"):
             if not self.labels_file:
                 raise InputError(f"source {self.source!r} needs --data.labels_file (CLAM's CSV)")
@@ -190,20 +190,19 @@ class WSIDataModule(AppDataModule):
 
     def _feature_dim(self) -> int:
         if self.source == "acmil_h5":
-            return int(self._acmil_bags()[0].features.shape[1])
+            return int(self.acmil_bags[0].features.shape[1])
         if self.source == "clam":
-            first = next(iter(self._clam_files().values()))
+            first = next(iter(self.clam_files.values()))
             return int(read_feature_file(first).features.shape[1])
         return int(self.extractor.dim)
 
-    @property
+    @cached_property
     def extractor(self) -> Any:
-        if self._extractor is None:
-            options = dict(self.extractor_options)
-            if options["weights_file"]:
-                options["weights_file"] = str(self.data_path(options["weights_file"]))
-            self._extractor = build_extractor(**options)
-        return self._extractor
+        """The feature extractor, built once."""
+        options = dict(self.extractor_options)
+        if options["weights_file"]:
+            options["weights_file"] = str(self.data_path(options["weights_file"]))
+        return build_extractor(**options)
 
     # steps 1–3: slides → feature files
     def prepare_data(self) -> None:
@@ -258,17 +257,19 @@ class WSIDataModule(AppDataModule):
             raise InputError(f"no slide could be processed ({failures})")
 
     # bags
-    def _acmil_bags(self) -> list[Bag]:
-        if not hasattr(self, "_acmil"):
-            if not self.h5_file:
-                raise InputError("source 'acmil_h5' needs --data.h5_file (ACMIL's HDF5)")
-            path = input_file(self.data_path(self.h5_file), "ACMIL's HDF5 (a group per slide)")
-            self.record_file("features", path)
-            self._acmil = read_acmil_h5(path)
-        return self._acmil
+    @cached_property
+    def acmil_bags(self) -> list[Bag]:
+        """ACMIL's file, read once (it holds every slide)."""
+        if not self.h5_file:
+            raise InputError("source 'acmil_h5' needs --data.h5_file (ACMIL's HDF5)")
+        path = input_file(self.data_path(self.h5_file), "ACMIL's HDF5 (a group per slide)")
+        self.record_file("features", path)
+        return read_acmil_h5(path)
 
-    def _clam_files(self) -> dict[str, Path]:
-        """slide id → feature file for the labelled slides that have one (missing ones counted)."""
+    @cached_property
+    def clam_files(self) -> dict[str, Path]:
+        """slide id → feature file for the labelled slides that have one (missing ones counted and
+        logged once: the feature width and the splits both need this)."""
         folder = self.data_path(self.features_dir or "")
         if not folder.is_dir():
             raise InputError(f"{folder}: no such folder (expected --data.features_dir)")
@@ -328,9 +329,9 @@ class WSIDataModule(AppDataModule):
             return
         items: dict[str, Path | Bag]
         if self.source == "acmil_h5":
-            items = {b.slide_id: b for b in self._acmil_bags()}
+            items = {b.slide_id: b for b in self.acmil_bags}
         elif self.source == "clam":
-            items = dict(self._clam_files())
+            items = dict(self.clam_files)
         else:
             items = dict(self._extracted_files())
         ids = list(items)

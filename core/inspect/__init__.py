@@ -8,7 +8,7 @@ redistribute attention away from sink keys, and a Lightning callback that writes
 from core.inspect.callback import AttentionInspector
 from core.inspect.figures import heads_figure
 from core.inspect.kept import AttentionBatch, WeightLimitError, WeightLimits
-from core.inspect.recorder import Recording, record
+from core.inspect.recorder import Recording, paused, record
 from core.inspect.redistribute import Redistribution, redistribute
 from core.inspect.stats import (
     HeadStatistics,
@@ -28,6 +28,7 @@ __all__ = [
     "WeightLimits",
     "head_statistics",
     "heads_figure",
+    "paused",
     "record",
     "redistribute",
     "sink_fraction",

@@ -10,7 +10,8 @@ modules run their ops (Triton kernels included) as before.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -444,3 +445,17 @@ def record(model: nn.Module, mode: Mode = "stats", **options: Any) -> Recording:
     forwards run inside the block; ``options`` as :class:`Recording` (``top_k``, ``limits``,
     ``redistribution``, ``positions``)."""
     return Recording(model, mode, **options)
+
+
+@contextmanager
+def paused() -> Iterator[Recording | None]:
+    """Suspend the active recording, if any, for the forwards inside the block, and yield it (None
+    when nothing records). For work whose attention an app records otherwise: a step-by-step
+    generation, recorded afterwards as one teacher-forced pass over what it generated (with a causal
+    decoder, step t of that pass attends exactly as the generation did when it chose token t + 1)."""
+    active = RECORDER.active
+    RECORDER.active = None
+    try:
+        yield active
+    finally:
+        RECORDER.active = active

@@ -1,0 +1,173 @@
+"""OAT: the object-level attention transformer (Fang et al., ECCV 2024, §3).
+
+An encoder reads the display as a set of object tokens, each its appearance (a small CNN over the
+object's crop, §3.1) concatenated with its object positional code (§3.2), plus a target token (the
+CNN over the target's picture). A decoder reads the scanpath so far — BOS (the fixation cross at the
+display centre), then the fixated objects' tokens plus 1-D sinusoidal positions — and attends to the
+encoder. The output at each step is a pointer distribution over the display's objects plus EOS (§3.3):
+per pointer head, the scaled dot product of the projected encoder and decoder states, with a fixed
+zero logit for EOS, mixed across heads by a learned read-out.
+
+Shapes: S scenes (displays) of up to N objects, P scanpaths on them (``scene_index [P]`` says which
+display each one searches), T decoder steps. Pointer index 0 is EOS, ``j + 1`` is object ``j``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+
+from apps.scanpath.cnn import CropCNN
+from apps.scanpath.positional import gaussian_position_codes
+from core.nn import (
+    SinusoidalPositionalEncoding,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
+
+EOS = 0
+
+
+@dataclass(frozen=True)
+class OATConfig:
+    """OAT's hyper-parameters (paper §4.2 and the official code's defaults).
+
+    Attributes:
+        d_model: token width (512): half appearance, half position code.
+        n_heads, d_ff: attention heads (4) and feed-forward width (512).
+        encoder_layers, decoder_layers: 4 and 4.
+        dropout: 0.1.
+        pointer_heads, pointer_dim: the output's dot-product heads (2) and their scale √d (512).
+        sigma: the positional code's Gaussian width in grid cells (2).
+    """
+
+    d_model: int = 512
+    n_heads: int = 4
+    d_ff: int = 512
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    dropout: float = 0.1
+    pointer_heads: int = 2
+    pointer_dim: int = 512
+    sigma: float = 2.0
+
+
+class PointerHeads(nn.Module):
+    """The output (§3.3): per head ``(W_e m)·(W_d h) / √d`` over the objects and a zero EOS logit,
+    mixed across heads by a linear read-out. ``[P, T, d]`` × ``[P, N, d]`` → ``[P, T, 1 + N]``."""
+
+    def __init__(self, d_model: int, heads: int, scale_dim: int) -> None:
+        super().__init__()
+        self.queries = nn.Linear(d_model, heads * d_model)
+        self.keys = nn.Linear(d_model, heads * d_model)
+        self.readout = nn.Linear(heads, 1)
+        self.heads, self.scale = heads, scale_dim**-0.5
+
+    def forward(self, states: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
+        P, T, d = states.shape
+        q = self.queries(states).view(P, T, self.heads, d).transpose(1, 2)  # [P, h, T, d]
+        k = self.keys(objects).view(P, -1, self.heads, d).transpose(1, 2)  # [P, h, N, d]
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale  # [P, h, T, N]
+        scores = nn.functional.pad(scores, (1, 0))  # EOS: logit 0 in every head
+        return self.readout(scores.permute(0, 2, 3, 1)).squeeze(-1)
+
+
+@dataclass
+class Encoded:
+    """The encoder's output for S displays: ``memory [S, 1 + N, d]`` (target token first),
+    ``memory_mask [S, 1 + N]`` (True = real), and ``tokens [S, 1 + N, d]``, the decoder's input
+    vocabulary per display (BOS first, then the objects' appearance ⊕ position)."""
+
+    memory: torch.Tensor
+    memory_mask: torch.Tensor
+    tokens: torch.Tensor
+
+
+class OAT(nn.Module):
+    """The network. ``grid`` = the positional code's (rows, cols); ``crop_size`` = (h, w) of the
+    crops the CNN reads (150 × 93 in the paper)."""
+
+    def __init__(
+        self, config: OATConfig, grid: tuple[int, int], crop_size: tuple[int, int]
+    ) -> None:
+        super().__init__()
+        d, half = config.d_model, config.d_model // 2
+        if d % 2:
+            raise ValueError(f"d_model must be even (appearance ⊕ position halves), got {d}")
+        self.config, self.grid = config, tuple(grid)
+        self.cnn = CropCNN(tuple(crop_size), half)
+        self.register_buffer(
+            "position_codes",
+            gaussian_position_codes(self.grid, half, config.sigma),
+            persistent=False,
+        )
+        self.target_code = nn.Parameter(
+            torch.randn(half) / half**0.5
+        )  # the target token's "position"
+        self.bos_appearance = nn.Parameter(torch.randn(half) / half**0.5)
+        self.step_positions = SinusoidalPositionalEncoding(d)
+        self.dropout = nn.Dropout(config.dropout)
+        layer = dict(d_model=d, n_heads=config.n_heads, d_ff=config.d_ff, dropout=config.dropout)
+        self.encoder = TransformerEncoder(
+            partial(TransformerEncoderLayer, **layer), config.encoder_layers
+        )
+        self.decoder = TransformerDecoder(
+            partial(TransformerDecoderLayer, **layer), config.decoder_layers
+        )
+        self.pointer = PointerHeads(d, config.pointer_heads, config.pointer_dim)
+
+    def cell_codes(self, cells: torch.Tensor) -> torch.Tensor:
+        """``[..., 2]`` (row, col) → ``[..., d/2]`` position codes."""
+        return self.position_codes[cells[..., 0] * self.grid[1] + cells[..., 1]]
+
+    def encode(
+        self, crops: torch.Tensor, cells: torch.Tensor, object_mask: torch.Tensor
+    ) -> Encoded:
+        """``crops [S, 1 + N, 3, h, w]`` uint8 (the target's picture first), ``cells [S, N, 2]``,
+        ``object_mask [S, N]`` → :class:`Encoded`."""
+        S, M = crops.shape[:2]
+        appearance = self.cnn(crops.flatten(0, 1)).view(S, M, -1)
+        objects = torch.cat([appearance[:, 1:], self.cell_codes(cells)], dim=-1)
+        target = torch.cat([appearance[:, 0], self.target_code.expand(S, -1)], dim=-1)
+        memory_mask = nn.functional.pad(object_mask, (1, 0), value=True)
+        tokens = torch.cat([target.unsqueeze(1), objects], dim=1)
+        memory = self.encoder(self.dropout(tokens), mask=memory_mask[:, None, None, :])
+        centre = torch.tensor([self.grid[0] // 2, self.grid[1] // 2], device=cells.device)
+        bos = torch.cat([self.bos_appearance, self.cell_codes(centre)]).expand(S, 1, -1)
+        return Encoded(memory, memory_mask, torch.cat([bos, objects], dim=1))
+
+    def decode(
+        self,
+        encoded: Encoded,
+        scene_index: torch.Tensor,
+        inputs: torch.Tensor,
+        caches: list | None = None,
+        offset: int = 0,
+    ) -> torch.Tensor:
+        """Pointer logits ``[P, T, 1 + N]`` for decoder ``inputs [P, T]`` (0 = BOS, ``j + 1`` =
+        object j) on the displays ``scene_index [P]``. With ``caches`` (incremental decoding),
+        ``inputs`` are the steps after the ``offset`` cached ones."""
+        tokens = encoded.tokens[scene_index]  # [P, 1 + N, d]
+        x = torch.gather(tokens, 1, inputs[..., None].expand(-1, -1, tokens.shape[-1]))
+        x = self.dropout(self.step_positions(x, offset))
+        memory, memory_mask = encoded.memory[scene_index], encoded.memory_mask[scene_index]
+        states = self.decoder(x, memory, memory_mask=memory_mask[:, None, None, :], caches=caches)
+        logits = self.pointer(states, memory[:, 1:])
+        # the memory mask's first slot (the target token, always real) lines up with EOS
+        return logits.masked_fill(~memory_mask[:, None, :], float("-inf"))
+
+    def forward(
+        self,
+        crops: torch.Tensor,
+        cells: torch.Tensor,
+        object_mask: torch.Tensor,
+        scene_index: torch.Tensor,
+        inputs: torch.Tensor,
+    ) -> torch.Tensor:
+        """Teacher-forced pointer logits ``[P, T, 1 + N]``."""
+        return self.decode(self.encode(crops, cells, object_mask), scene_index, inputs)

@@ -22,10 +22,14 @@ pixels 0…255, ``tgt_pos (17, 20)`` (BOS 86, fixations, EOS 84) and ``tgt_img (
 are allocated in it, alike for both) is measured for each case alone in a fresh process
 (:func:`benchmarks._harness.peak_mib`); the batch is built before, so neither side counts it.
 
-Where the time goes: the second table times the CNN alone, forward and backward (all-ones output
-gradient), on the crops each step runs it on — ours the 1,700 crops of the batch once, the peer
-the 1,700 encoder crops and again the 320 decoder crops (``tgt_img`` without its last row) — and
-gives the rest of the step (encoder, decoder, pointer heads, loss, update) as the difference.
+Where the time goes: the second table times, in the same alternation, the CNN alone, forward and
+backward (all-ones output gradient), on the crops each step runs it on — ours the 1,700 crops of the
+batch once, the peer the 1,700 encoder crops and again the 320 decoder crops (``tgt_img`` without
+its last row) — and the rest of the step (position codes, encoder, decoder, pointer heads, loss,
+backward, clipping, Adam) with the CNN's output given: a :class:`GivenOutput` stands in for the CNN
+and returns its output on those crops, computed once, as a tensor that takes the gradient. (That
+leaves the CNN's 0.37 M parameters out of the rest's clipping and Adam update; the models have
+18.3 M.) CNN + rest should come close to the step.
 
 The two steps differ where a reader must know it:
 
@@ -52,11 +56,13 @@ repository, e.g. ``git -C <mirror> archive 0c48c3e | tar -x -C /tmp/oat-peer``):
     python -m benchmarks.scanpath_train_step --peer /tmp/oat-peer --rounds 5
 
 times both, alternating, and ends with one machine-readable line ``ours/peer train=<r> peak=<r>
-cnn=<r>`` (ours ÷ peer: seconds a step, MiB, seconds of the CNN alone). Without ``--peer`` it prints
-our figures beside the peer's recorded ones (:data:`RECORDED_PEER`; there is no recorded CNN time,
-so the line has ``train`` and ``peak`` only). ``--rounds`` is the number of alternating timed calls
-per case (each case also runs once untimed first). The default run takes about 1 minute (2 with
-``--peer``).
+cnn=<r> rest=<r>`` (ours ÷ peer: seconds a step, MiB, seconds of the CNN alone and of the rest).
+Without ``--peer`` it prints our figures beside the peer's recorded ones (:data:`RECORDED_PEER`; no
+time was recorded for its parts, so the line has ``train`` and ``peak`` only). ``--rounds`` is the
+number of alternating timed calls per case (each case also runs once untimed first). With ``--peer``
+and the default 5 rounds a run takes about 6 × (ours' step + the peer's step) and two fresh
+processes for peak memory: some 2 minutes on an idle 2-core machine (about 5 on a loaded one with
+``--rounds 3``).
 
 Shims for running the peer's code, which is a Lightning module whose file imports more than a step
 needs: its ``__init__`` opens a ``tensorboardX.SummaryWriter`` (a log directory) that only its
@@ -169,11 +175,27 @@ def our_inputs(
     return (crops, cells, object_mask, rows, inputs), targets
 
 
-def ours_train(recorded: Recorded | None = None) -> Callable[[], None]:
-    """Our training step (see the module docstring)."""
+class GivenOutput(nn.Module):
+    """Stands in for a CNN: returns, for an input of a shape seen before, the CNN's output on it,
+    computed once (a leaf that takes the gradient the CNN's output would)."""
+
+    def __init__(self, cnn: nn.Module, *inputs: tuple[Any, ...]) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.outputs = {tuple(x[0].shape): cnn(*x).requires_grad_() for x in inputs}
+
+    def forward(self, x: torch.Tensor, *args: object) -> torch.Tensor:
+        return self.outputs[tuple(x.shape)]
+
+
+def ours_train(recorded: Recorded | None = None, cnn_given: bool = False) -> Callable[[], None]:
+    """Our training step (see the module docstring); with ``cnn_given``, the step without the CNN:
+    its output is a :class:`GivenOutput`."""
     model = our_model()
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     inputs, targets = our_inputs(make_batch())
+    if cnn_given:
+        model.cnn = GivenOutput(model.cnn, (inputs[0].flatten(0, 1),))
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     if recorded is not None:
         recorded.model = model
 
@@ -255,13 +277,19 @@ def peer_batch(batch: Batch) -> tuple[torch.Tensor, ...]:
     )
 
 
-def peer_train(checkout: Path, recorded: Recorded | None = None) -> Callable[[], None]:
-    """The peer's training step (see the module docstring)."""
+def peer_train(
+    checkout: Path, recorded: Recorded | None = None, cnn_given: bool = False
+) -> Callable[[], None]:
+    """The peer's training step (see the module docstring); with ``cnn_given``, the step without the
+    CNN: its outputs (on the encoder's and on the decoder's crops) are a :class:`GivenOutput`."""
     module = peer_module(checkout)
+    batch = peer_batch(make_batch())
+    if cnn_given:
+        cnn, src_img, tgt_img = module.model.cnn_embedding, batch[1], batch[3][:, :-1]
+        module.model.cnn_embedding = GivenOutput(cnn, (src_img, True), (tgt_img, True))
     optimizers, _schedulers = module.configure_optimizers()
     optimizer = optimizers[0]
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    batch = peer_batch(make_batch())
     if recorded is not None:
         recorded.model = module
         module.model.register_forward_hook(
@@ -363,13 +391,15 @@ def parameter_counts(model: nn.Module) -> tuple[int, int]:
 
 
 def build(case: str, checkout: Path | None) -> Callable[[], None]:
-    """``{train,cnn}/{ours,peer}``."""
+    """``{train,cnn,rest}/{ours,peer}``: the step, the CNN alone, the step without the CNN."""
     what, who = case.split("/")
     if who == "peer":
         if checkout is None:
             raise SystemExit("peer cases need --peer PATH")
-        return peer_train(checkout) if what == "train" else peer_cnn(checkout)
-    return ours_train() if what == "train" else ours_cnn()
+        if what == "cnn":
+            return peer_cnn(checkout)
+        return peer_train(checkout, cnn_given=what == "rest")
+    return ours_cnn() if what == "cnn" else ours_train(cnn_given=what == "rest")
 
 
 def main() -> None:
@@ -381,12 +411,11 @@ def main() -> None:
     recorded = {w: Recorded() for w in who}
     with watch_load() as load:
         cases: dict[str, Callable[[], None]] = {"train/ours": ours_train(recorded["ours"])}
-        cases["cnn/ours"] = ours_cnn()
         if args.peer:
             cases["train/peer"] = peer_train(args.peer, recorded["peer"])
-            cases["cnn/peer"] = peer_cnn(args.peer)
-        order = ["train/ours", "train/peer", "cnn/ours", "cnn/peer"]
-        seconds = alternating_median_s({k: cases[k] for k in order if k in cases}, args.rounds)
+        for what in ("cnn", "rest"):
+            cases |= {f"{what}/{w}": build(f"{what}/{w}", args.peer) for w in who}
+        seconds = alternating_median_s(cases, args.rounds)
         del cases
         peaks = {w: peak_mib(__file__, f"train/{w}", extra) for w in who}
     source = "measured alongside" if args.peer else RECORDED_SOURCE
@@ -404,14 +433,19 @@ def main() -> None:
     headers += ["peer peak MiB", "memory ÷"]
     row = [f"{SCENES} × {OBJECTS}, {FIXATIONS} fix.", ours_s, peer_s, ratios["train"]]
     print(markdown_table(headers, [[*row, ours_peak, peer_peak, ratios["peak"]]]))
-    rows = [["ours", ours_s, seconds["cnn/ours"], ours_s - seconds["cnn/ours"], SCENES * 85]]
+    crops = {"ours": SCENES * (OBJECTS + 1), "peer": SCENES * (OBJECTS + 1 + FIXATIONS + 1)}
+    rows = []
+    for w in who:
+        cnn, rest = seconds[f"cnn/{w}"], seconds[f"rest/{w}"]
+        rows.append([w, seconds[f"train/{w}"], cnn, rest, cnn + rest, crops[w]])
     if args.peer:
-        peer_cnn_s = seconds["cnn/peer"]
-        ratios["cnn"] = seconds["cnn/ours"] / peer_cnn_s
-        crops = SCENES * (OBJECTS + 1) + SCENES * (FIXATIONS + 1)
-        rows.append(["peer", peer_s, peer_cnn_s, peer_s - peer_cnn_s, crops])
-    print("\n### Where the step's time goes: the CNN alone (forward + backward) and the rest\n")
-    headers = ["who", "step s", "CNN fwd+bwd s", "rest s", "crops through the CNN"]
+        ratios["cnn"] = seconds["cnn/ours"] / seconds["cnn/peer"]
+        ratios["rest"] = seconds["rest/ours"] / seconds["rest/peer"]
+    print(
+        "\n### Where the step's time goes: the CNN alone (forward + backward) and the rest of the "
+        "step (its output given); same rounds\n"
+    )
+    headers = ["who", "step s", "CNN fwd+bwd s", "rest s", "CNN + rest s", "crops through the CNN"]
     print(markdown_table(headers, rows))
     print(
         f"\nsame work, both: per display {OBJECTS + 1} encoder tokens, per scanpath "

@@ -215,7 +215,7 @@ class ScanpathDataModule(AppDataModule):
             self.record_file("objects", objects)
         else:
             fixations, objects = ensure_simulated(self.root, *self.simulated, self.seed, self.grid)
-            data = read_coco_search(fixations, objects, self.grid)
+            data = read_coco_search(fixations, objects, self.grid, filter_lengths=True)
         if data.skipped:
             log.warning(
                 "%d scanpaths were skipped while reading (reasons logged above)", data.skipped

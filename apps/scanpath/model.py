@@ -59,7 +59,8 @@ class OATConfig:
 
 class PointerHeads(nn.Module):
     """The output (§3.3): per head ``(W_e m)·(W_d h) / √d`` over the objects and a zero EOS logit,
-    mixed across heads by a linear read-out. ``[P, T, d]`` × ``[P, N, d]`` → ``[P, T, 1 + N]``."""
+    mixed across heads by a linear read-out. Keys ``[S, h, N, d]`` (:meth:`project_keys`, once per
+    display) × states ``[P, T, d]`` → ``[P, T, 1 + N]``."""
 
     def __init__(self, d_model: int, heads: int, scale_dim: int) -> None:
         super().__init__()
@@ -68,11 +69,15 @@ class PointerHeads(nn.Module):
         self.readout = nn.Linear(heads, 1)
         self.heads, self.scale = heads, scale_dim**-0.5
 
-    def forward(self, states: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
+    def project_keys(self, objects: torch.Tensor) -> torch.Tensor:
+        """``[S, N, d]`` encoder states of the objects → ``[S, h, N, d]``."""
+        S, N, d = objects.shape
+        return self.keys(objects).view(S, N, self.heads, d).transpose(1, 2)
+
+    def forward(self, states: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         P, T, d = states.shape
         q = self.queries(states).view(P, T, self.heads, d).transpose(1, 2)  # [P, h, T, d]
-        k = self.keys(objects).view(P, -1, self.heads, d).transpose(1, 2)  # [P, h, N, d]
-        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale  # [P, h, T, N]
+        scores = torch.matmul(q, keys.transpose(-1, -2)) * self.scale  # [P, h, T, N]
         scores = nn.functional.pad(scores, (1, 0))  # EOS: logit 0 in every head
         return self.readout(scores.permute(0, 2, 3, 1)).squeeze(-1)
 
@@ -80,12 +85,14 @@ class PointerHeads(nn.Module):
 @dataclass
 class Encoded:
     """The encoder's output for S displays: ``memory [S, 1 + N, d]`` (target token first),
-    ``memory_mask [S, 1 + N]`` (True = real), and ``tokens [S, 1 + N, d]``, the decoder's input
-    vocabulary per display (BOS first, then the objects' appearance ⊕ position)."""
+    ``memory_mask [S, 1 + N]`` (True = real), ``tokens [S, 1 + N, d]``, the decoder's input
+    vocabulary per display (BOS first, then the objects' appearance ⊕ position), and the pointer
+    heads' keys of the objects ``[S, h, N, d]``."""
 
     memory: torch.Tensor
     memory_mask: torch.Tensor
     tokens: torch.Tensor
+    pointer_keys: torch.Tensor
 
 
 class OAT(nn.Module):
@@ -130,16 +137,19 @@ class OAT(nn.Module):
     ) -> Encoded:
         """``crops [S, 1 + N, 3, h, w]`` uint8 (the target's picture first), ``cells [S, N, 2]``,
         ``object_mask [S, N]`` → :class:`Encoded`."""
-        S, M = crops.shape[:2]
-        appearance = self.cnn(crops.flatten(0, 1)).view(S, M, -1)
+        S = crops.shape[0]
+        memory_mask = nn.functional.pad(object_mask, (1, 0), value=True)
+        features = self.cnn(crops[memory_mask])  # real crops only, not the padding
+        appearance = features.new_zeros(*memory_mask.shape, features.shape[-1])
+        appearance = appearance.masked_scatter(memory_mask[..., None], features)
         objects = torch.cat([appearance[:, 1:], self.cell_codes(cells)], dim=-1)
         target = torch.cat([appearance[:, 0], self.target_code.expand(S, -1)], dim=-1)
-        memory_mask = nn.functional.pad(object_mask, (1, 0), value=True)
-        tokens = torch.cat([target.unsqueeze(1), objects], dim=1)
-        memory = self.encoder(self.dropout(tokens), mask=memory_mask[:, None, None, :])
+        display = torch.cat([target.unsqueeze(1), objects], dim=1)
+        memory = self.encoder(self.dropout(display), mask=memory_mask[:, None, None, :])
         centre = torch.tensor([self.grid[0] // 2, self.grid[1] // 2], device=cells.device)
         bos = torch.cat([self.bos_appearance, self.cell_codes(centre)]).expand(S, 1, -1)
-        return Encoded(memory, memory_mask, torch.cat([bos, objects], dim=1))
+        tokens = torch.cat([bos, objects], dim=1)
+        return Encoded(memory, memory_mask, tokens, self.pointer.project_keys(memory[:, 1:]))
 
     def decode(
         self,
@@ -157,7 +167,7 @@ class OAT(nn.Module):
         x = self.dropout(self.step_positions(x, offset))
         memory, memory_mask = encoded.memory[scene_index], encoded.memory_mask[scene_index]
         states = self.decoder(x, memory, memory_mask=memory_mask[:, None, None, :], caches=caches)
-        logits = self.pointer(states, memory[:, 1:])
+        logits = self.pointer(states, encoded.pointer_keys[scene_index])
         # the memory mask's first slot (the target token, always real) lines up with EOS
         return logits.masked_fill(~memory_mask[:, None, :], float("-inf"))
 

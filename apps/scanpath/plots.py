@@ -69,13 +69,16 @@ def scanpaths_figure(examples: list[tuple[Scene, np.ndarray, list[Scanpath]]]) -
     return figure
 
 
-def cross_attention_figure(scenes: list[Scene], steps: list[np.ndarray]) -> Figure:
+def cross_attention_figure(
+    scenes: list[Scene], steps: list[np.ndarray], paths: list[np.ndarray]
+) -> Figure:
     """Rows: displays; columns: generated fixations. Each object's box is coloured by the last decoder
-    layer's cross-attention (mean over heads, ``steps[i]`` [T, N]) when choosing that fixation."""
+    layer's cross-attention (mean over heads, ``steps[i]`` [T, N]) when choosing that fixation; a
+    white cross marks the object chosen (``paths[i]``)."""
     columns = min(STEPS, max(len(s) for s in steps))
     figure = Figure(figsize=(2.6 * columns, 1.9 * len(scenes)), layout="constrained")
     axes = figure.subplots(len(scenes), columns, squeeze=False)
-    for row, (scene, weights) in enumerate(zip(scenes, steps, strict=True)):
+    for row, (scene, weights, path) in enumerate(zip(scenes, steps, paths, strict=True)):
         for col in range(columns):
             ax = axes[row, col]
             if col >= len(weights):
@@ -83,6 +86,8 @@ def cross_attention_figure(scenes: list[Scene], steps: list[np.ndarray]) -> Figu
                 continue
             w = weights[col, : len(scene)]
             draw_layout(ax, scene, w / max(float(w.max()), 1e-12))
+            x, y = scene.centres[path[col]]
+            ax.plot(x, y, "x", color="white", markersize=7, markeredgewidth=2)
             ax.set_title(f"{scene.name} · step {col + 1}", fontsize=7)
     return figure
 

@@ -152,10 +152,13 @@ class ScanpathTask(AppTask):
         return list(zip(batch.scenes, predicted, strict=True))
 
     def on_predict_epoch_end(self) -> None:
-        """``predictions.png`` beside the predictions: the first displays' generated scanpaths
+        """``predicted_scanpaths.png`` beside the predictions: the first displays' generated scanpaths
         (over the user's picture when one was given)."""
         if self.examples:
-            write_png(scanpaths_figure(self.examples), run_folder(self.trainer) / "predictions.png")
+            write_png(
+                scanpaths_figure(self.examples),
+                run_folder(self.trainer) / "predicted_scanpaths.png",
+            )
         self.examples = []
 
     def format_prediction(self, prediction: tuple[Scene, list[np.ndarray]]) -> str:
@@ -209,11 +212,12 @@ class ScanpathTask(AppTask):
         if first[cross] and self.recorded_paths:
             replay = first[cross][-1].weights  # after the loss's pass over the human scanpaths
             count = min(4, len(batch))
-            steps = []
-            for i in range(count):
-                path = self.recorded_paths[i * per_scene]
-                steps.append(replay[i * per_scene].mean(0)[: len(path), 1:].numpy())
-            figure = cross_attention_figure(batch.scenes[:count], steps)
+            paths = [self.recorded_paths[i * per_scene] for i in range(count)]
+            steps = [
+                replay[i * per_scene].mean(0)[: len(path), 1:].numpy()
+                for i, path in enumerate(paths)
+            ]
+            figure = cross_attention_figure(batch.scenes[:count], steps, paths)
             written.append(write_png(figure, out_dir / "cross_attention.png"))
         if all(first[name] for name in encoder):
             weights = {name: first[name][0].weights for name in encoder}

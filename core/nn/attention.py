@@ -215,9 +215,11 @@ class MultiHeadAttention(nn.Module):
             causal: query i sees keys j ≤ i (bottom-right aligned when L ≠ S).
             cu_seqlens: int32 ``[N+1]`` segment offsets of packed x.
             context_cu_seqlens: int32 ``[N+1]`` segment offsets of packed context.
-            cache: incremental causal self-attention (dense): x holds the next l tokens, at
+            cache: incremental decoding (dense). Self-attention: x holds the next l tokens, at
                 positions ``cache.length …``; their keys and values are appended to the cache and
-                they attend every cached position and each other causally.
+                they attend every cached position and each other causally. Cross-attention (with
+                ``context``): the context's keys and values are projected at the first step, kept
+                in ``cache.context`` and reused, so pass the same context at every step.
 
         Returns ``[B, L, d_model]`` (dense) or ``[T, d_model]`` (packed).
         """
@@ -303,9 +305,10 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor | None,
         attn_bias: torch.Tensor | None,
     ) -> torch.Tensor:
-        """One decoding step: queries at the last l positions against the whole cache, causally."""
+        """One decoding step: queries at the last l positions against the whole cache, causally;
+        or, with ``context``, against the cached projection of the context."""
         if context is not None:
-            raise ValueError("a KVCache is for self-attention; got a context")
+            return self._forward_cached_context(x, context, cache, mask, attn_bias)
         q, k, v = (t.transpose(1, 2) for t in self._project(x, None, packed=False))
         k, v = cache.append(k, v)
         if self.rel_emb is not None:
@@ -323,6 +326,32 @@ class MultiHeadAttention(nn.Module):
             # one new token is the last position: it sees every cached key, so no causal mask
             causal = q.shape[2] > 1
             out = attention(q, k, v, mask=mask, bias=attn_bias, causal=causal, backend=self.backend)
+        return self._merge(out.transpose(1, 2))
+
+    def _forward_cached_context(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        cache: KVCache,
+        mask: torch.Tensor | None,
+        attn_bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Cross-attention of one decoding step, the context's keys and values projected once."""
+        check_features("x", x, 3, "[B, L, d_model]", self.d_model)
+        if cache.context is None:
+            check_features("context", context, 3, "[B, S, kv_dim]", self.kv_dim)
+            heads = (self.n_heads, self.d_head)
+            k = self.k_proj(context).unflatten(-1, heads).transpose(1, 2)
+            cache.context = (k, self.v_proj(context).unflatten(-1, heads).transpose(1, 2))
+        k, v = cache.context
+        q = self.q_proj(x).unflatten(-1, (self.n_heads, self.d_head)).transpose(1, 2)
+        recorder = RECORDER.active
+        if recorder is not None:
+            out = recorder.attention(
+                self, q, k, v, mask=mask, bias=attn_bias, causal=False, self_attention=False
+            )
+        else:
+            out = attention(q, k, v, mask=mask, bias=attn_bias, backend=self.backend)
         return self._merge(out.transpose(1, 2))
 
     def _relative(

@@ -11,7 +11,10 @@ class KVCache:
     """Keys and values of the tokens decoded so far, for one self-attention layer.
 
     Buffers ``[B, H, capacity, d_head]`` are allocated once and filled from the left; ``length`` is
-    the number of cached positions, i.e. the absolute position of the next token.
+    the number of cached positions, i.e. the absolute position of the next token. ``context`` holds a
+    cross-attention's projected keys and values of the encoder memory ``[B, H, S, d_head]`` once
+    the first step has computed them: the memory is the same at every step, so it is projected
+    once per generation rather than once per token.
     """
 
     def __init__(
@@ -32,6 +35,7 @@ class KVCache:
         self.k = torch.empty(shape, device=device, dtype=dtype)
         self.v = torch.empty(shape, device=device, dtype=dtype)
         self.length = 0
+        self.context: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def capacity(self) -> int:

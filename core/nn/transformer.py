@@ -183,7 +183,8 @@ class TransformerDecoderLayer(nn.Module):
         ``mask`` (broadcastable to ``[B, H, L, L]``) is combined with the causal mask, e.g. target
         key padding; ``memory_mask`` (broadcastable to ``[B, H, L, S]``) hides memory tokens. True =
         may attend. With ``cache``, x holds the next tokens after the cached ones (incremental
-        decoding; ``mask`` then broadcasts to ``[B, H, L, cached + L]``).
+        decoding; ``mask`` then broadcasts to ``[B, H, L, cached + L]``), and the memory's keys and
+        values are projected at the first step and reused: pass the same memory at every step.
         """
         if (memory is None) != (self.cross_attn is None):
             raise ValueError(
@@ -193,7 +194,9 @@ class TransformerDecoderLayer(nn.Module):
             )
         x = self.attn_residual(x, lambda h: self.self_attn(h, mask=mask, causal=True, cache=cache))
         if self.cross_attn is not None:
-            x = self.cross_residual(x, lambda h: self.cross_attn(h, memory, mask=memory_mask))
+            x = self.cross_residual(
+                x, lambda h: self.cross_attn(h, memory, mask=memory_mask, cache=cache)
+            )
         return self.ffn_residual(x, self.ffn)
 
 

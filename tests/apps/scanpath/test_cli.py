@@ -80,7 +80,7 @@ def test_predict_on_a_picture_and_boxes_of_ones_own(in_tmp):
     assert prediction["name"] == "shelf.png"
     (path,) = prediction["scanpaths"]
     assert path["objects"] and all(0 <= i < 4 for i in path["objects"])
-    assert (folder / "predictions.png").is_file()
+    assert (folder / "predicted_scanpaths.png").is_file()
 
 
 @pytest.mark.parametrize(

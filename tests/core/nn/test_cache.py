@@ -67,3 +67,30 @@ def test_the_cache_refuses_overflow_and_wrong_shapes(gen: torch.Generator) -> No
         cache.append(torch.randn(1, 3, 1, 4, generator=gen), torch.randn(1, 3, 1, 4))
     with pytest.raises(ValueError, match="one cache per layer"):
         decoder(None)(torch.randn(1, 1, 16), caches=[cache])
+
+
+def test_cross_attention_projects_the_memory_once_and_decodes_the_same(
+    gen: torch.Generator,
+) -> None:
+    torch.manual_seed(3)
+    layer = partial(TransformerDecoderLayer, d_model=16, n_heads=2, d_ff=24, dropout=0.0)
+    model = TransformerDecoder(layer, num_layers=2).eval()
+    x, memory = torch.randn(2, 6, 16, generator=gen), torch.randn(2, 5, 16, generator=gen)
+    memory_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])[:, None, None, :]
+    full = model(x, memory, memory_mask=memory_mask)
+    caches = model.new_caches(2, capacity=6)
+    projections = 0
+
+    def count(*_: object) -> None:
+        nonlocal projections
+        projections += 1
+
+    hooks = [layer.cross_attn.k_proj.register_forward_hook(count) for layer in model.layers]
+    steps = [
+        model(x[:, i : i + 1], memory, memory_mask=memory_mask, caches=caches) for i in range(6)
+    ]
+    for hook in hooks:
+        hook.remove()
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+    assert projections == 2  # once per layer, not once per step
+    assert all(c.context is not None and c.context[0].shape == (2, 2, 5, 8) for c in caches)

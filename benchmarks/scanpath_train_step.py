@@ -41,7 +41,7 @@ The two steps differ where a reader must know it:
   (``calculate3DPositional_learned``: 2,020 small ``torch.cat`` calls a step); ours indexes a table;
 - the peer's output has 86 classes (84 objects, EOS = the score against the target token's encoder
   state, PAD = the zero placeholder logit, which its loss never targets but whose softmax includes
-  it); ours 85 (EOS = a fixed zero logit, 84 objects);
+  it); ours 85 (EOS = the score against the target token, 84 objects), without the placeholder;
 - the peer feeds raw 0…255 float pixels to its CNN; ours uint8, scaled to −0.5…0.5 inside;
 - the peer's Trainer runs with ``deterministic=True`` (``torch.use_deterministic_algorithms``);
   here neither step does, as that global flag would reach ours too;
@@ -59,10 +59,9 @@ times both, alternating, and ends with one machine-readable line ``ours/peer tra
 cnn=<r> rest=<r>`` (ours ÷ peer: seconds a step, MiB, seconds of the CNN alone and of the rest).
 Without ``--peer`` it prints our figures beside the peer's recorded ones (:data:`RECORDED_PEER`; no
 time was recorded for its parts, so the line has ``train`` and ``peak`` only). ``--rounds`` is the
-number of alternating timed calls per case (each case also runs once untimed first). With ``--peer``
-and the default 5 rounds a run takes about 6 × (ours' step + the peer's step) and two fresh
-processes for peak memory: some 2 minutes on an idle 2-core machine (about 5 on a loaded one with
-``--rounds 3``).
+number of alternating timed calls per case (each case also runs once untimed first). On an idle
+2-core machine the default 5 rounds take about 1 minute, 3½ with ``--peer`` (one round of all six
+cases about 27 s, and a fresh process for each peak).
 
 Shims for running the peer's code, which is a Lightning module whose file imports more than a step
 needs: its ``__init__`` opens a ``tensorboardX.SummaryWriter`` (a log directory) that only its

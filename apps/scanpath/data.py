@@ -5,9 +5,10 @@ Amazon book-cover data (``--data.amazon_file Amazon.json``), or COCO-Search18-st
 object boxes (``--data.fixations_file`` + ``--data.objects_file``). Displays are split 80/10/10 at
 random (``--data.seed``) — by display, so no test display was seen in training.
 
-Training items are single scanpaths; evaluation items are displays with all their viewers'
-scanpaths, so a prediction is scored against every human of its display and the encoder runs once
-per display. A batch keeps each display once, however many of its scanpaths it holds.
+Evaluation items are displays with all their viewers' scanpaths, so a prediction is scored against
+every human of its display and the encoder runs once per display; training items are the same by
+default (``train_by_display``), or single scanpaths. A batch keeps each display once, however many
+of its scanpaths it holds.
 """
 
 from __future__ import annotations
@@ -158,6 +159,9 @@ class ScanpathDataModule(AppDataModule):
         crop_size: (h, w) of each object's crop for the CNN (150 × 93 in the paper).
         simulated_scenes, simulated_viewers: size of the built-in data.
         split: the val and test shares of the displays.
+        train_by_display: training items are displays with all their scanpaths (``batch_size``
+            counts displays, and each display's CNN and encoder pass serves all its viewers) rather
+            than single scanpaths (``batch_size`` counts scanpaths, as the official code).
         predict_image, predict_boxes_file: a picture of your own and its objects' boxes (JSON, see
             :func:`apps.scanpath.readers.read_boxes_file`); without them, predict on the test
             displays.
@@ -175,6 +179,7 @@ class ScanpathDataModule(AppDataModule):
         simulated_scenes: int = 2000,
         simulated_viewers: int = 4,
         split: tuple[float, float] = (0.1, 0.1),
+        train_by_display: bool = True,
         predict_image: str | None = None,
         predict_boxes_file: str | None = None,
         root: str = "data/scanpath",
@@ -193,7 +198,7 @@ class ScanpathDataModule(AppDataModule):
         self.fixations_file, self.objects_file = fixations_file, objects_file
         self.grid, self.crop_size = tuple(grid), tuple(crop_size)
         self.simulated = (simulated_scenes, simulated_viewers)
-        self.split = tuple(split)
+        self.split, self.train_by_display = tuple(split), train_by_display
         self.predict_image, self.predict_boxes_file = predict_image, predict_boxes_file
         self.collate = Collate(self.crop_size)
 
@@ -241,7 +246,8 @@ class ScanpathDataModule(AppDataModule):
     def setup(self, stage: str) -> None:
         data = self.search_data
         if stage == "fit":
-            self.datasets["train"] = Searches(data, self.splits["train"], per_scanpath=True)
+            per_scanpath = not self.train_by_display
+            self.datasets["train"] = Searches(data, self.splits["train"], per_scanpath)
         if stage in ("fit", "validate"):
             self.datasets["val"] = Searches(data, self.splits["val"], per_scanpath=False)
         if stage == "test":

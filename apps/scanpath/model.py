@@ -4,12 +4,13 @@ An encoder reads the display as a set of object tokens, each its appearance (a s
 object's crop, §3.1) concatenated with its object positional code (§3.2), plus a target token (the
 CNN over the target's picture). A decoder reads the scanpath so far — BOS (the fixation cross at the
 display centre), then the fixated objects' tokens plus 1-D sinusoidal positions — and attends to the
-encoder. The output at each step is a pointer distribution over the display's objects plus EOS (§3.3):
-per pointer head, the scaled dot product of the projected encoder and decoder states, with a fixed
-zero logit for EOS, mixed across heads by a learned read-out.
+encoder. The output at each step is a pointer distribution over the encoder's tokens (§3.3): per
+pointer head, the scaled dot product of the projected encoder and decoder states, mixed across heads
+by a learned read-out; pointing at the target token means EOS (stop).
 
 Shapes: S scenes (displays) of up to N objects, P scanpaths on them (``scene_index [P]`` says which
-display each one searches), T decoder steps. Pointer index 0 is EOS, ``j + 1`` is object ``j``.
+display each one searches), T decoder steps. Pointer index 0 (the target token) is EOS, ``j + 1`` is
+object ``j``.
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ class OATConfig:
 
 
 class PointerHeads(nn.Module):
-    """The output (§3.3): per head ``(W_e m)·(W_d h) / √d`` over the objects and a zero EOS logit,
-    mixed across heads by a linear read-out. Keys ``[S, h, N, d]`` (:meth:`project_keys`, once per
-    display) × states ``[P, T, d]`` → ``[P, T, 1 + N]``."""
+    """The output (§3.3): per head ``(W_e m)·(W_d h) / √d`` over the encoder's tokens, mixed across
+    heads by a linear read-out. The target token's score is EOS (as in the official code, whose EOS
+    index is the target token's): the searcher stops by attending to what it was looking for. Keys
+    ``[S, h, 1 + N, d]`` (:meth:`project_keys`, once per display) × states ``[P, T, d]`` →
+    ``[P, T, 1 + N]``."""
 
     def __init__(self, d_model: int, heads: int, scale_dim: int) -> None:
         super().__init__()
@@ -69,16 +72,15 @@ class PointerHeads(nn.Module):
         self.readout = nn.Linear(heads, 1)
         self.heads, self.scale = heads, scale_dim**-0.5
 
-    def project_keys(self, objects: torch.Tensor) -> torch.Tensor:
-        """``[S, N, d]`` encoder states of the objects → ``[S, h, N, d]``."""
-        S, N, d = objects.shape
-        return self.keys(objects).view(S, N, self.heads, d).transpose(1, 2)
+    def project_keys(self, memory: torch.Tensor) -> torch.Tensor:
+        """``[S, 1 + N, d]`` encoder states → ``[S, h, 1 + N, d]``."""
+        S, M, d = memory.shape
+        return self.keys(memory).view(S, M, self.heads, d).transpose(1, 2)
 
     def forward(self, states: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         P, T, d = states.shape
         q = self.queries(states).view(P, T, self.heads, d).transpose(1, 2)  # [P, h, T, d]
-        scores = torch.matmul(q, keys.transpose(-1, -2)) * self.scale  # [P, h, T, N]
-        scores = nn.functional.pad(scores, (1, 0))  # EOS: logit 0 in every head
+        scores = torch.matmul(q, keys.transpose(-1, -2)) * self.scale  # [P, h, T, 1 + N]
         return self.readout(scores.permute(0, 2, 3, 1)).squeeze(-1)
 
 
@@ -87,7 +89,7 @@ class Encoded:
     """The encoder's output for S displays: ``memory [S, 1 + N, d]`` (target token first),
     ``memory_mask [S, 1 + N]`` (True = real), ``tokens [S, 1 + N, d]``, the decoder's input
     vocabulary per display (BOS first, then the objects' appearance ⊕ position), and the pointer
-    heads' keys of the objects ``[S, h, N, d]``."""
+    heads' keys ``[S, h, 1 + N, d]``."""
 
     memory: torch.Tensor
     memory_mask: torch.Tensor
@@ -149,7 +151,7 @@ class OAT(nn.Module):
         centre = torch.tensor([self.grid[0] // 2, self.grid[1] // 2], device=cells.device)
         bos = torch.cat([self.bos_appearance, self.cell_codes(centre)]).expand(S, 1, -1)
         tokens = torch.cat([bos, objects], dim=1)
-        return Encoded(memory, memory_mask, tokens, self.pointer.project_keys(memory[:, 1:]))
+        return Encoded(memory, memory_mask, tokens, self.pointer.project_keys(memory))
 
     def decode(
         self,
@@ -168,7 +170,6 @@ class OAT(nn.Module):
         memory, memory_mask = encoded.memory[scene_index], encoded.memory_mask[scene_index]
         states = self.decoder(x, memory, memory_mask=memory_mask[:, None, None, :], caches=caches)
         logits = self.pointer(states, encoded.pointer_keys[scene_index])
-        # the memory mask's first slot (the target token, always real) lines up with EOS
         return logits.masked_fill(~memory_mask[:, None, :], float("-inf"))
 
     def forward(

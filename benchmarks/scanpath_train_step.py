@@ -47,7 +47,7 @@ The two steps differ where a reader must know it:
   here neither step does, as that global flag would reach ours too;
 - the peer's model holds two modules its step never uses (``generator`` 512 → 86 and
   ``LinearEmbedding`` 3 → 256); they get no gradient and Adam skips them. Ours has two 256-d learned
-  vectors the peer has not (the target token's position code and BOS's appearance).
+  vectors the peer has not (the target flag and BOS's appearance).
 
 The peer is HKUST-NISL/oat_eccv24 at commit 0c48c3e (``src/model/transformerLightning.py`` and the
 ``models.py`` and ``positionalEncoding.py`` it imports, loaded by path from a checkout outside the
@@ -161,7 +161,8 @@ def our_model() -> OAT:
 def our_inputs(
     batch: Batch,
 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    """``(crops, cells, object_mask, scene_index, inputs)`` and ``targets`` for :class:`OAT`."""
+    """``(crops, cells, object_mask, target_objects, scene_index, inputs)`` and ``targets`` for
+    :class:`OAT`."""
     rows = torch.arange(SCENES)
     pictures = torch.cat([batch.pixels[rows, batch.target][:, None], batch.pixels], dim=1)
     crops = pictures.permute(0, 1, 4, 2, 3).contiguous()  # [S, 1 + N, 3, h, w]
@@ -171,7 +172,7 @@ def our_inputs(
     eos = torch.zeros(SCENES, 1, dtype=torch.long)  # BOS in the inputs, EOS in the targets
     inputs = torch.cat([eos, batch.fixations + 1], dim=1)
     targets = torch.cat([batch.fixations + 1, eos], dim=1)
-    return (crops, cells, object_mask, rows, inputs), targets
+    return (crops, cells, object_mask, batch.target, rows, inputs), targets
 
 
 class GivenOutput(nn.Module):

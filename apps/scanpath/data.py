@@ -40,6 +40,7 @@ class ScanpathBatch:
 
     ``crops`` uint8 [S, 1 + N, 3, h, w] (the target's picture first, then the objects, zeros past a
     display's objects), ``cells`` [S, N, 2] grid (row, col), ``object_mask`` [S, N] (True = real),
+    ``target_objects`` [S] (each display's target object),
     ``scene_index`` [P] (the display of each scanpath), ``inputs`` [P, T] decoder tokens (0 = BOS,
     ``j + 1`` = object j) and ``targets`` [P, T] pointer indices (0 = EOS, ``j + 1`` = object j,
     ``IGNORE_INDEX`` past the end); the displays and their scanpaths stay for metrics and figures.
@@ -48,6 +49,7 @@ class ScanpathBatch:
     crops: torch.Tensor
     cells: torch.Tensor
     object_mask: torch.Tensor
+    target_objects: torch.Tensor
     scene_index: torch.Tensor
     inputs: torch.Tensor
     targets: torch.Tensor
@@ -122,8 +124,17 @@ class Collate:
             targets[i, : len(path)] = tokens
             targets[i, len(path)] = 0  # EOS
         scene_index = torch.tensor([row for row, _ in flat], dtype=torch.long)
+        target_objects = torch.tensor([scene.target for scene in scenes], dtype=torch.long)
         return ScanpathBatch(
-            crops, cells, object_mask, scene_index, inputs, targets, scenes, scanpaths
+            crops,
+            cells,
+            object_mask,
+            target_objects,
+            scene_index,
+            inputs,
+            targets,
+            scenes,
+            scanpaths,
         )
 
 
@@ -176,7 +187,7 @@ class ScanpathDataModule(AppDataModule):
         objects_file: str | None = None,
         grid: tuple[int, int] = (6, 10),
         crop_size: tuple[int, int] = (150, 93),
-        simulated_scenes: int = 2000,
+        simulated_scenes: int = 1000,
         simulated_viewers: int = 4,
         split: tuple[float, float] = (0.1, 0.1),
         train_by_display: bool = True,

@@ -20,7 +20,7 @@ CARD = DemoCard(
     task=(
         "**Task.** Given a display of objects and a target, predict the sequence of objects a "
         "person fixates until they find it. **Data.** The built-in visual-search simulator: "
-        "2,000 displays of 8–60 objects on a grid, each drawn as a small picture, and four "
+        "1,000 displays of 8–60 objects on a grid, each drawn as a small picture, and four "
         "simulated searchers per display guided by target similarity and proximity, with "
         "inhibition of return, refixations and a stopping rule; displays split 80/10/10. "
         "**Model.** OAT (Fang et al. 2024): a transformer encoder over object tokens (a CNN over "

@@ -45,6 +45,11 @@ class OATConfig:
         dropout: 0.1.
         pointer_heads, pointer_dim: the output's dot-product heads (2) and their scale √d (512).
         sigma: the positional code's Gaussian width in grid cells (2).
+        target_position: the target token's position half is the target object's cell code plus a
+            learned target flag, and the decoder's token of the target object carries the flag too
+            (the official code's 3-part code: row, column, is-target). False: the target token's
+            position half is the flag alone, so the network is not told where the target lies and
+            must find it by appearance.
     """
 
     d_model: int = 512
@@ -56,6 +61,7 @@ class OATConfig:
     pointer_heads: int = 2
     pointer_dim: int = 512
     sigma: float = 2.0
+    target_position: bool = True
 
 
 class PointerHeads(nn.Module):
@@ -115,9 +121,7 @@ class OAT(nn.Module):
             gaussian_position_codes(self.grid, half, config.sigma),
             persistent=False,
         )
-        self.target_code = nn.Parameter(
-            torch.randn(half) / half**0.5
-        )  # the target token's "position"
+        self.target_flag = nn.Parameter(torch.randn(half) / half**0.5)
         self.bos_appearance = nn.Parameter(torch.randn(half) / half**0.5)
         self.step_positions = SinusoidalPositionalEncoding(d)
         self.dropout = nn.Dropout(config.dropout)
@@ -135,22 +139,35 @@ class OAT(nn.Module):
         return self.position_codes[cells[..., 0] * self.grid[1] + cells[..., 1]]
 
     def encode(
-        self, crops: torch.Tensor, cells: torch.Tensor, object_mask: torch.Tensor
+        self,
+        crops: torch.Tensor,
+        cells: torch.Tensor,
+        object_mask: torch.Tensor,
+        targets: torch.Tensor,
     ) -> Encoded:
         """``crops [S, 1 + N, 3, h, w]`` uint8 (the target's picture first), ``cells [S, N, 2]``,
-        ``object_mask [S, N]`` → :class:`Encoded`."""
+        ``object_mask [S, N]``, ``targets [S]`` (the target object's index) → :class:`Encoded`."""
         S = crops.shape[0]
         memory_mask = nn.functional.pad(object_mask, (1, 0), value=True)
         features = self.cnn(crops[memory_mask])  # real crops only, not the padding
         appearance = features.new_zeros(*memory_mask.shape, features.shape[-1])
         appearance = appearance.masked_scatter(memory_mask[..., None], features)
+        positions = self.cell_codes(cells)  # [S, N, d/2]
+        flag = self.target_flag.expand(S, -1)
+        target_position = flag
+        if self.config.target_position:
+            rows = torch.arange(S, device=cells.device)
+            target_position = positions[rows, targets] + flag
+            flagged = torch.zeros_like(object_mask).index_put((rows, targets), torch.tensor(True))
+            positions = positions + flagged[..., None] * self.target_flag
         objects = torch.cat([appearance[:, 1:], self.cell_codes(cells)], dim=-1)
-        target = torch.cat([appearance[:, 0], self.target_code.expand(S, -1)], dim=-1)
+        target = torch.cat([appearance[:, 0], target_position], dim=-1)
         display = torch.cat([target.unsqueeze(1), objects], dim=1)
         memory = self.encoder(self.dropout(display), mask=memory_mask[:, None, None, :])
         centre = torch.tensor([self.grid[0] // 2, self.grid[1] // 2], device=cells.device)
         bos = torch.cat([self.bos_appearance, self.cell_codes(centre)]).expand(S, 1, -1)
-        tokens = torch.cat([bos, objects], dim=1)
+        fixated = torch.cat([appearance[:, 1:], positions], dim=-1)  # the target flagged
+        tokens = torch.cat([bos, fixated], dim=1)
         return Encoded(memory, memory_mask, tokens, self.pointer.project_keys(memory))
 
     def decode(
@@ -177,8 +194,10 @@ class OAT(nn.Module):
         crops: torch.Tensor,
         cells: torch.Tensor,
         object_mask: torch.Tensor,
+        targets: torch.Tensor,
         scene_index: torch.Tensor,
         inputs: torch.Tensor,
     ) -> torch.Tensor:
         """Teacher-forced pointer logits ``[P, T, 1 + N]``."""
-        return self.decode(self.encode(crops, cells, object_mask), scene_index, inputs)
+        encoded = self.encode(crops, cells, object_mask, targets)
+        return self.decode(encoded, scene_index, inputs)

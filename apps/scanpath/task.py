@@ -68,7 +68,9 @@ class ScanpathTask(AppTask):
 
     def loss(self, batch: ScanpathBatch, encoded: Encoded | None = None) -> torch.Tensor:
         if encoded is None:
-            encoded = self.model.encode(batch.crops, batch.cells, batch.object_mask)
+            encoded = self.model.encode(
+                batch.crops, batch.cells, batch.object_mask, batch.target_objects
+            )
         logits = self.model.decode(encoded, batch.scene_index, batch.inputs)
         return F.cross_entropy(
             logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX
@@ -86,7 +88,9 @@ class ScanpathTask(AppTask):
         attention recording, generation runs unrecorded and one teacher-forced pass over the
         generated scanpaths is recorded instead (the attention of every generated fixation)."""
         if encoded is None:
-            encoded = self.model.encode(batch.crops, batch.cells, batch.object_mask)
+            encoded = self.model.encode(
+                batch.crops, batch.cells, batch.object_mask, batch.target_objects
+            )
         per_scene = 1 if self.decoding == "greedy" else self.samples
         index = torch.arange(len(batch), device=batch.crops.device).repeat_interleave(per_scene)
         sample = self.decoding == "sampled"
@@ -107,7 +111,9 @@ class ScanpathTask(AppTask):
         self.generator.manual_seed(self.decode_seed)
 
     def _evaluate(self, batch: ScanpathBatch, stage: str) -> list[list[np.ndarray]]:
-        encoded = self.model.encode(batch.crops, batch.cells, batch.object_mask)
+        encoded = self.model.encode(
+            batch.crops, batch.cells, batch.object_mask, batch.target_objects
+        )
         self.log_loss(stage, self.loss(batch, encoded), (batch.targets != IGNORE_INDEX).sum())
         predicted = self.predict_scanpaths(batch, encoded)
         update(self.metrics[f"{stage}_metrics"], batch.scenes, predicted, batch.scanpaths)

@@ -73,7 +73,8 @@ def test_too_small_crops_are_refused() -> None:
 
 
 def scene_batch(gen: torch.Generator, sizes: list[int]) -> tuple[torch.Tensor, ...]:
-    """Random displays of ``sizes`` objects padded to the largest: crops, cells, object mask."""
+    """Random displays of ``sizes`` objects padded to the largest: crops, cells, object mask, and
+    targets (each display's last object)."""
     S, N = len(sizes), max(sizes)
     crops = torch.randint(0, 256, (S, 1 + N, 3, *CROP), generator=gen, dtype=torch.uint8)
     cells = torch.stack(
@@ -84,27 +85,41 @@ def scene_batch(gen: torch.Generator, sizes: list[int]) -> tuple[torch.Tensor, .
         dim=-1,
     )
     mask = torch.arange(N)[None] < torch.tensor(sizes)[:, None]
-    return crops, cells, mask
+    return crops, cells, mask, torch.tensor(sizes) - 1
 
 
 def test_padding_objects_changes_nothing(gen: torch.Generator) -> None:
     model = OAT(TINY, GRID, CROP).eval()
-    crops, cells, mask = scene_batch(gen, [5, 9])
+    crops, cells, mask, targets = scene_batch(gen, [5, 9])
     inputs = torch.tensor([[0, 1, 3, 2]])
-    alone = model(crops[:1, :6], cells[:1, :5], mask[:1, :5], torch.tensor([0]), inputs)
-    padded = model(crops, cells, mask, torch.tensor([0]), inputs)
+    alone = model(
+        crops[:1, :6], cells[:1, :5], mask[:1, :5], targets[:1], torch.tensor([0]), inputs
+    )
+    padded = model(crops, cells, mask, targets, torch.tensor([0]), inputs)
     torch.testing.assert_close(padded[..., :6], alone, atol=1e-5, rtol=1e-5)
     assert torch.isinf(padded[..., 6:]).all()  # padding objects can never be chosen
 
 
+def test_the_target_token_knows_where_the_target_is_only_when_asked(gen: torch.Generator) -> None:
+    crops, cells, mask, targets = scene_batch(gen, [8])
+    moved = targets - 3  # the same pictures, another object called the target
+    inputs = torch.tensor([[0, 2, 5]])
+    for told in (True, False):
+        torch.manual_seed(0)
+        model = OAT(dataclasses.replace(TINY, target_position=told), GRID, CROP).eval()
+        a = model(crops, cells, mask, targets, torch.tensor([0]), inputs)
+        b = model(crops, cells, mask, moved, torch.tensor([0]), inputs)
+        assert torch.allclose(a, b) != told
+
+
 def test_decoder_is_causal(gen: torch.Generator) -> None:
     model = OAT(TINY, GRID, CROP).eval()
-    crops, cells, mask = scene_batch(gen, [8])
+    crops, cells, mask, targets = scene_batch(gen, [8])
     inputs = torch.tensor([[0, 4, 2, 7, 1]])
     changed = inputs.clone()
     changed[0, 3:] = torch.tensor([3, 8])
-    a = model(crops, cells, mask, torch.tensor([0]), inputs)
-    b = model(crops, cells, mask, torch.tensor([0]), changed)
+    a = model(crops, cells, mask, targets, torch.tensor([0]), inputs)
+    b = model(crops, cells, mask, targets, torch.tensor([0]), changed)
     torch.testing.assert_close(a[:, :3], b[:, :3])
     assert not torch.allclose(a[:, 3:], b[:, 3:])
 
@@ -112,17 +127,16 @@ def test_decoder_is_causal(gen: torch.Generator) -> None:
 def test_scanpaths_share_their_display_encoding(gen: torch.Generator) -> None:
     """Two scanpaths on one display in one batch give what each gives alone."""
     model = OAT(TINY, GRID, CROP).eval()
-    crops, cells, mask = scene_batch(gen, [6, 7])
+    crops, cells, mask, targets = scene_batch(gen, [6, 7])
     inputs = torch.tensor([[0, 1, 2], [0, 5, 5], [0, 3, 1]])
-    both = model(crops, cells, mask, torch.tensor([1, 1, 0]), inputs)
-    alone = model(crops[1:], cells[1:], mask[1:], torch.tensor([0]), inputs[1:2])
+    both = model(crops, cells, mask, targets, torch.tensor([1, 1, 0]), inputs)
+    alone = model(crops[1:], cells[1:], mask[1:], targets[1:], torch.tensor([0]), inputs[1:2])
     torch.testing.assert_close(both[1:2], alone, atol=1e-5, rtol=1e-5)
 
 
 def test_incremental_generation_matches_full_recomputation(gen: torch.Generator) -> None:
     model = OAT(TINY, GRID, CROP).eval()
-    crops, cells, mask = scene_batch(gen, [6, 9])
-    encoded = model.encode(crops, cells, mask)
+    encoded = model.encode(*scene_batch(gen, [6, 9]))
     index = torch.tensor([0, 1])
     paths = generate(model, encoded, index, max_steps=7)
     for row, path in enumerate(paths):
@@ -152,7 +166,7 @@ def test_sampled_generation_repeats_for_a_seed(gen: torch.Generator) -> None:
 def test_overfits_a_few_fixed_scanpaths(gen: torch.Generator) -> None:
     torch.manual_seed(0)
     model = OAT(dataclasses.replace(TINY, dropout=0.0), GRID, CROP)
-    crops, cells, mask = scene_batch(gen, [7, 9, 6])
+    crops, cells, mask, goals = scene_batch(gen, [7, 9, 6])
     index = torch.tensor([0, 1, 2])
     paths = [[3, 3, 1, 6], [8, 2, 0], [4, 5]]
     inputs = torch.zeros(3, 5, dtype=torch.long)
@@ -164,7 +178,7 @@ def test_overfits_a_few_fixed_scanpaths(gen: torch.Generator) -> None:
         targets[row, len(path)] = EOS
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(200):
-        logits = model(crops, cells, mask, index, inputs)
+        logits = model(crops, cells, mask, goals, index, inputs)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         optimizer.zero_grad()
         loss.backward()

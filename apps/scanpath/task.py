@@ -20,7 +20,8 @@ from apps.scanpath.plots import attention_distance_figure, cross_attention_figur
 from apps.scanpath.scenes import Scanpath, Scene
 from core.inspect import Recording, paused
 from core.nn import MultiHeadAttention
-from core.train import AppTask, as_config
+from core.train import AppTask, InputError, as_config
+from core.train.errors import input_file
 from core.train.figures import run_folder, write_png
 
 Example = tuple[Scene, np.ndarray, list[Scanpath]]  # display, predicted objects, humans
@@ -36,6 +37,9 @@ class ScanpathTask(AppTask):
         max_fixations: generation limit, linked from the data (its longest scanpath).
         baseline_length: the baselines' stopping length, linked from the data (the training
             scanpaths' mean length).
+        init_from: a checkpoint whose network weights start this one (fine-tuning, e.g. from the
+            simulator to human data: the grid may differ, as position codes are not weights). Unlike
+            ``--ckpt_path`` it resumes neither optimiser nor epochs. Not kept in the checkpoint.
         decoding: ``greedy`` or ``sampled`` (``samples`` scanpaths per display, generator seeded with
             ``decode_seed`` at the start of each evaluation). Evaluation only: not in the checkpoint.
         optimizer, scheduler, scheduler_interval, figure_examples: see :class:`core.train.AppTask`.
@@ -51,14 +55,18 @@ class ScanpathTask(AppTask):
         crop_size: tuple[int, int] = (150, 93),
         max_fixations: int = 60,
         baseline_length: float = 10.0,
+        init_from: str | None = None,
         decoding: Literal["greedy", "sampled"] = "greedy",
         samples: int = 10,
         decode_seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.save_hyperparameters(ignore=["decoding", "samples", "decode_seed", "baseline_length"])
+        evaluation_only = ["decoding", "samples", "decode_seed", "baseline_length"]
+        self.save_hyperparameters(ignore=[*evaluation_only, "init_from"])
         self.model = OAT(as_config(OATConfig, net), tuple(grid), tuple(crop_size))
+        if init_from is not None:
+            load_network(self.model, init_from)
         self.max_fixations, self.baseline_length = max_fixations, baseline_length
         self.decoding, self.samples, self.decode_seed = decoding, samples, decode_seed
         self.generator = torch.Generator()
@@ -242,6 +250,18 @@ class ScanpathTask(AppTask):
             "baselines": f"{', '.join(BASELINES)}, stopping after {round(self.baseline_length)}",
             "MultiMatch": "object box centres, constant durations; MM = mean of 4 dimensions",
         }
+
+
+def load_network(model: OAT, path: str) -> None:
+    """Copy the network weights of the task checkpoint ``path`` into ``model``, refusing a
+    checkpoint of another architecture with a clear message."""
+    checkpoint = input_file(path, "a scanpath checkpoint (.ckpt) for --model.init_from")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True).get("state_dict", {})
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    own = model.state_dict()
+    if weights.keys() != own.keys() or any(v.shape != own[k].shape for k, v in weights.items()):
+        raise InputError(f"{path}: not an OAT of this configuration (net, crop_size) to start from")
+    model.load_state_dict(weights)
 
 
 def decoder_inputs(paths: list[np.ndarray], device: torch.device) -> torch.Tensor:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from apps.scanpath.__main__ import main
@@ -102,3 +103,18 @@ def test_bad_input_exits_2_with_one_line_and_no_run(in_tmp, capsys, files, args,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
     assert not (in_tmp / "runs" / "scanpath").exists()
+
+
+def test_fine_tuning_starts_from_another_runs_weights(in_tmp, capsys):
+    main(["fit", *BASE])
+    checkpoint = in_tmp / "runs" / "scanpath" / "tiny" / "fit" / "checkpoints" / "last.ckpt"
+    start = ["--model.init_from", str(checkpoint)]
+    tuned = main([*BASE, *start, "--data.grid", "[4, 6]"], run=False)  # another grid
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    for name, value in tuned.model.model.state_dict().items():
+        torch.testing.assert_close(value, trained[f"model.{name}"])
+    assert tuned.model.model.grid == (4, 6)
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", *BASE, *start, "--model.net.d_model", "64"])
+    assert exit_.value.code == 2
+    assert "not an OAT of this configuration" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import torch
 
 
 class KVCache:
-    """Keys and values of the tokens decoded so far, for one self-attention layer.
+    """Keys and values of the tokens decoded so far, for one decoder layer.
 
     Buffers ``[B, H, capacity, d_head]`` are allocated once and filled from the left; ``length`` is
     the number of cached positions, i.e. the absolute position of the next token. ``context`` holds a

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from apps.scanpath.amazon import read_amazon
 from apps.scanpath.appearance import scene_crops
-from apps.scanpath.readers import read_amazon, read_boxes_file, read_coco_search
+from apps.scanpath.cocosearch import read_coco_search
+from apps.scanpath.readers import read_boxes_file
 from apps.scanpath.scenes import Scanpath, Scene, SearchData
 from apps.scanpath.simulate import ensure_simulated
 from core.train import AppDataModule, InputError

@@ -74,11 +74,12 @@ class ScanpathTask(AppTask):
         names = ["val", "test", "test_humans", *(f"test_{name}" for name in BASELINES)]
         self.metrics = torch.nn.ModuleDict({f"{name}_metrics": ScanpathMetrics() for name in names})
 
+    def encode(self, batch: ScanpathBatch) -> Encoded:
+        """The batch's displays through the encoder (once, whatever the number of scanpaths)."""
+        return self.model.encode(batch.crops, batch.cells, batch.object_mask, batch.target_objects)
+
     def loss(self, batch: ScanpathBatch, encoded: Encoded | None = None) -> torch.Tensor:
-        if encoded is None:
-            encoded = self.model.encode(
-                batch.crops, batch.cells, batch.object_mask, batch.target_objects
-            )
+        encoded = encoded or self.encode(batch)
         logits = self.model.decode(encoded, batch.scene_index, batch.inputs)
         return F.cross_entropy(
             logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX
@@ -95,10 +96,7 @@ class ScanpathTask(AppTask):
         """Per display, its generated scanpaths (one greedy, or ``samples`` sampled). Under an
         attention recording, generation runs unrecorded and one teacher-forced pass over the
         generated scanpaths is recorded instead (the attention of every generated fixation)."""
-        if encoded is None:
-            encoded = self.model.encode(
-                batch.crops, batch.cells, batch.object_mask, batch.target_objects
-            )
+        encoded = encoded or self.encode(batch)
         per_scene = 1 if self.decoding == "greedy" else self.samples
         index = torch.arange(len(batch), device=batch.crops.device).repeat_interleave(per_scene)
         sample = self.decoding == "sampled"
@@ -119,9 +117,7 @@ class ScanpathTask(AppTask):
         self.generator.manual_seed(self.decode_seed)
 
     def _evaluate(self, batch: ScanpathBatch, stage: str) -> list[list[np.ndarray]]:
-        encoded = self.model.encode(
-            batch.crops, batch.cells, batch.object_mask, batch.target_objects
-        )
+        encoded = self.encode(batch)
         self.log_loss(stage, self.loss(batch, encoded), (batch.targets != IGNORE_INDEX).sum())
         predicted = self.predict_scanpaths(batch, encoded)
         update(self.metrics[f"{stage}_metrics"], batch.scenes, predicted, batch.scanpaths)

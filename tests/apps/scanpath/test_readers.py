@@ -12,14 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from apps.scanpath.amazon import read_amazon
 from apps.scanpath.appearance import hashed_descriptors
-from apps.scanpath.readers import (
-    fixated_objects,
-    read_amazon,
-    read_boxes_file,
-    read_coco_search,
-    scene_from_boxes,
-)
+from apps.scanpath.cocosearch import read_coco_search
+from apps.scanpath.readers import fixated_objects, read_boxes_file, scene_from_boxes
 from apps.scanpath.scenes import DESCRIPTOR_DIM, SearchData
 from core.train.errors import InputError
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from apps.scanpath.readers import read_coco_search
+from apps.scanpath.cocosearch import read_coco_search
 from apps.scanpath.scenes import Scene, SearchData
 from apps.scanpath.simulate import HEIGHT, WIDTH, ensure_simulated, prototypes
 

@@ -63,8 +63,8 @@ class ScanpathBatch:
 
 
 class Searches(Dataset):
-    """Items over displays: one per scanpath (``per_scanpath``, training) or one per display with
-    all its scanpaths (evaluation). Crops are drawn once per display and kept."""
+    """Items over displays: one per scanpath (``per_scanpath``) or one per display with all its
+    scanpaths."""
 
     def __init__(self, data: SearchData, names: list[str], per_scanpath: bool) -> None:
         self.scenes = {name: data.scenes[name] for name in names}
@@ -86,7 +86,8 @@ class Searches(Dataset):
 
 
 class Collate:
-    """Items → :class:`ScanpathBatch`, crops of ``crop_size`` (h, w) cached per display."""
+    """Items → :class:`ScanpathBatch`, with crops of ``crop_size`` (h, w) drawn once per display
+    and kept (uint8: 4 KB a crop at 45 × 30, 41 KB at the paper's 150 × 93)."""
 
     def __init__(self, crop_size: tuple[int, int]) -> None:
         self.crop_size = tuple(crop_size)

@@ -153,20 +153,20 @@ class OAT(nn.Module):
         appearance = features.new_zeros(*memory_mask.shape, features.shape[-1])
         appearance = appearance.masked_scatter(memory_mask[..., None], features)
         positions = self.cell_codes(cells)  # [S, N, d/2]
-        flag = self.target_flag.expand(S, -1)
-        target_position = flag
+        fixated_positions, target_position = positions, self.target_flag.expand(S, -1)
         if self.config.target_position:
             rows = torch.arange(S, device=cells.device)
-            target_position = positions[rows, targets] + flag
-            flagged = torch.zeros_like(object_mask).index_put((rows, targets), torch.tensor(True))
-            positions = positions + flagged[..., None] * self.target_flag
-        objects = torch.cat([appearance[:, 1:], self.cell_codes(cells)], dim=-1)
+            target_position = positions[rows, targets] + self.target_flag
+            flagged = torch.zeros_like(object_mask)
+            flagged[rows, targets] = True
+            fixated_positions = positions + flagged[..., None] * self.target_flag
+        objects = torch.cat([appearance[:, 1:], positions], dim=-1)
         target = torch.cat([appearance[:, 0], target_position], dim=-1)
         display = torch.cat([target.unsqueeze(1), objects], dim=1)
         memory = self.encoder(self.dropout(display), mask=memory_mask[:, None, None, :])
         centre = torch.tensor([self.grid[0] // 2, self.grid[1] // 2], device=cells.device)
         bos = torch.cat([self.bos_appearance, self.cell_codes(centre)]).expand(S, 1, -1)
-        fixated = torch.cat([appearance[:, 1:], positions], dim=-1)  # the target flagged
+        fixated = torch.cat([appearance[:, 1:], fixated_positions], dim=-1)  # the target flagged
         tokens = torch.cat([bos, fixated], dim=1)
         return Encoded(memory, memory_mask, tokens, self.pointer.project_keys(memory))
 

@@ -21,7 +21,7 @@ from apps.scanpath.readers import (
     warn_skipped,
     with_target,
 )
-from apps.scanpath.scenes import Scanpath, Scene, SearchData, grid_cells
+from apps.scanpath.scenes import Scanpath, Scene, SearchData, cell_index, grid_cells
 from core.train.errors import InputError, input_file
 
 
@@ -73,8 +73,9 @@ def amazon_scene(name: str, record: dict, grid: tuple[int, int], images_dir: Pat
     width, height = image_size(record.get("size"))
     boxes, cells = grid_boxes(width, height, grid)
     box = amazon_target_box(record.get("ground_truth"), width, height)
-    row, col = grid_cells(((box[:2] + box[2:]) / 2)[None], width, height, grid)[0]
-    target = int(row * grid[1] + col)
+    target = int(
+        cell_index(grid_cells(((box[:2] + box[2:]) / 2)[None], width, height, grid), grid)[0]
+    )
     image, target_image = amazon_pictures(images_dir, name, record.get("target"))
     descriptors = hashed_descriptors([f"{name}/{r}/{c}" for r, c in cells.tolist()])
     scene = Scene(
@@ -103,7 +104,7 @@ def amazon_scanpath(scene: Scene, viewer: str, points: Any, grid: tuple[int, int
     return Scanpath(
         scene=scene.name,
         viewer=viewer,
-        objects=cells[:, 0] * grid[1] + cells[:, 1],
+        objects=cell_index(cells, grid),
         fixations=xy,
         durations=np.full(len(xy), np.nan, dtype=np.float32),
     )

@@ -23,6 +23,7 @@ from torch import nn
 
 from apps.scanpath.cnn import CropCNN
 from apps.scanpath.positional import gaussian_position_codes
+from apps.scanpath.scenes import cell_index
 from core.nn import (
     SinusoidalPositionalEncoding,
     TransformerDecoder,
@@ -136,7 +137,7 @@ class OAT(nn.Module):
 
     def cell_codes(self, cells: torch.Tensor) -> torch.Tensor:
         """``[..., 2]`` (row, col) → ``[..., d/2]`` position codes."""
-        return self.position_codes[cells[..., 0] * self.grid[1] + cells[..., 1]]
+        return self.position_codes[cell_index(cells, self.grid)]
 
     def encode(
         self,

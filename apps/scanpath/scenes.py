@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 DESCRIPTOR_DIM = 12
 """Width of an object's appearance descriptor: the mean colour (RGB, in [0, 1]) of four horizontal
@@ -84,6 +88,15 @@ class SearchData:
     scanpaths: list[Scanpath]
     grid: tuple[int, int]
     skipped: int = 0
+
+
+CellsT = TypeVar("CellsT", np.ndarray, "torch.Tensor")
+
+
+def cell_index(cells: CellsT, grid: tuple[int, int]) -> CellsT:
+    """``[..., 2]`` ``(row, col)`` → ``[...]`` row-major index of the cell on a ``grid = (rows,
+    cols)`` (numpy arrays and torch tensors alike)."""
+    return cells[..., 0] * grid[1] + cells[..., 1]
 
 
 def grid_cells(

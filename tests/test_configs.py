@@ -36,13 +36,15 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def data_root_args(app: str, path: Path) -> list[str]:
-    """For a config that reads real files (``data.*_file``): none when they are in ``data/<app>/``,
-    else ``--data.root`` at the sample copies in ``../shared/data/<app>/``; skip when neither has
-    them."""
+    """For a config that reads real files (``data.*_file``): ``--data.root`` at ``data/<app>/`` when
+    they are there (the test runs in a scratch folder, so the default relative root would miss
+    them), else at the sample copies in ``../shared/data/<app>/``; skip when neither has them."""
     config = flatten(yaml.safe_load(path.read_text()) or {})
     names = [v for k, v in config.items() if k.startswith("data.") and k.endswith("_file") and v]
-    if not names or all((REPO / "data" / app / name).is_file() for name in names):
+    if not names:
         return []
+    if all((REPO / "data" / app / name).is_file() for name in names):
+        return ["--data.root", str(REPO / "data" / app)]
     shared = SHARED_DATA / app
     if not all((shared / name).is_file() for name in names):
         pytest.skip(f"{path.name} reads {names}: not in data/{app}/ nor in {shared}")

@@ -203,6 +203,7 @@ class MultiHeadAttention(nn.Module):
         cu_seqlens: torch.Tensor | None = None,
         context_cu_seqlens: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        value: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Attend from ``x`` to ``context`` (self-attention when None).
 
@@ -220,21 +221,30 @@ class MultiHeadAttention(nn.Module):
                 they attend every cached position and each other causally. Cross-attention (with
                 ``context``): the context's keys and values are projected at the first step, kept
                 in ``cache.context`` and reused, so pass the same context at every step.
+            value: the values' input when it differs from the keys' (same shape as the keys'
+                input): DSVT and DETR add positions to queries and keys but not to values.
+                Dense and packed input only.
 
         Returns ``[B, L, d_model]`` (dense) or ``[T, d_model]`` (packed).
         """
         if cu_seqlens is not None:
             return self._forward_packed(
-                x, context, cu_seqlens, context_cu_seqlens, mask, attn_bias, causal
+                x, context, value, cu_seqlens, context_cu_seqlens, mask, attn_bias, causal
             )
         if context_cu_seqlens is not None:
             raise ValueError("context_cu_seqlens needs cu_seqlens (packed input)")
         if cache is not None:
+            if value is not None:
+                raise ValueError("value is for dense and packed input, not cached decoding")
             return self._forward_cached(x, context, cache, mask, attn_bias)
-        return self._forward_dense(x, context, mask, attn_bias, causal)
+        return self._forward_dense(x, context, value, mask, attn_bias, causal)
 
     def _project(
-        self, x: torch.Tensor, context: torch.Tensor | None, packed: bool
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None,
+        packed: bool,
+        value: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v split into heads: ``[..., L, H, d_head]``."""
         if packed:
@@ -249,11 +259,16 @@ class MultiHeadAttention(nn.Module):
                 f"kv_dim={self.kv_dim} differs from d_model={self.d_model}: pass context"
             )
         source = x if context is None else context
+        if value is not None and value.shape != source.shape:
+            raise ValueError(
+                f"value has shape {tuple(value.shape)}; expected the keys' input shape "
+                f"{tuple(source.shape)}"
+            )
         heads = (self.n_heads, self.d_head)
         return (
             self.q_proj(x).unflatten(-1, heads),
             self.k_proj(source).unflatten(-1, heads),
-            self.v_proj(source).unflatten(-1, heads),
+            self.v_proj(source if value is None else value).unflatten(-1, heads),
         )
 
     def _merge(self, out: torch.Tensor) -> torch.Tensor:
@@ -264,11 +279,12 @@ class MultiHeadAttention(nn.Module):
         self,
         x: torch.Tensor,
         context: torch.Tensor | None,
+        value: torch.Tensor | None,
         mask: torch.Tensor | None,
         attn_bias: torch.Tensor | None,
         causal: bool,
     ) -> torch.Tensor:
-        q, k, v = (t.transpose(1, 2) for t in self._project(x, context, packed=False))
+        q, k, v = (t.transpose(1, 2) for t in self._project(x, context, False, value))
         recorder = RECORDER.active
         if self.rel_emb is None and recorder is not None:
             out = recorder.attention(
@@ -385,6 +401,7 @@ class MultiHeadAttention(nn.Module):
         self,
         x: torch.Tensor,
         context: torch.Tensor | None,
+        value: torch.Tensor | None,
         cu_seqlens: torch.Tensor,
         context_cu_seqlens: torch.Tensor | None,
         mask: torch.Tensor | None,
@@ -402,7 +419,7 @@ class MultiHeadAttention(nn.Module):
             )
         if context_cu_seqlens is not None and context is None:
             raise ValueError("context_cu_seqlens given without context")
-        q, k, v = self._project(x, context, packed=True)
+        q, k, v = self._project(x, context, True, value)
         recorder = RECORDER.active
         if recorder is not None:
             out = recorder.varlen_attention(

@@ -103,6 +103,25 @@ def test_varlen_cross_attention_pairs_segments(gen: torch.Generator) -> None:
     torch.testing.assert_close(packed, dense, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_separate_value_input_matches_torch_mha(gen: torch.Generator, packed: bool) -> None:
+    """DSVT's form: positions added to queries and keys, values from the features alone."""
+    mha = MultiHeadAttention(D_MODEL, HEADS).double()
+    twin = torch_attention_twin(mha)
+    features, positions = randn(gen, B, L, D_MODEL), randn(gen, B, L, D_MODEL)
+    with_pos = features + positions
+    theirs, _ = twin(with_pos, with_pos, features, need_weights=False)
+    if packed:
+        cu_seqlens = torch.arange(0, B * L + 1, L, dtype=torch.int32)
+        flat = mha(with_pos.flatten(0, 1), value=features.flatten(0, 1), cu_seqlens=cu_seqlens)
+        ours = flat.unflatten(0, (B, L))
+    else:
+        ours = mha(with_pos, value=features)
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="keys' input shape"):
+        mha(with_pos, value=features[:, :-1])
+
+
 def test_dropout_acts_in_training_only(gen: torch.Generator) -> None:
     mha = MultiHeadAttention(D_MODEL, HEADS, dropout=0.5).double()
     x = randn(gen, B, L, D_MODEL)

@@ -1,21 +1,21 @@
-"""DSVT backbone on the CPU: time and peak memory, the share of the set partition, and set attention
+"""DSVT backbone on the CPU: time and peak memory, the set partition's share of it, and set attention
 through ``core``'s varlen op against the same sets padded.
 
-Why: DSVT's speed rests on two claims this app must hold on 2 cores: building the sets is cheap next
-to the network (ScatterFormer reports DSVT's index generation at 24 % of its runtime on the GPU; our
-target is < 10 %), and attention over unpadded sets beats padding them (the official code pads every
-set to 36 slots and masks the duplicates; SST pads whole windows).
+Why: DSVT's speed rests on two claims this app must hold on 2 cores: making the sets is cheap next to
+the network (ScatterFormer reports DSVT's index generation at 24 % of its GPU runtime; our target is
+< 10 %), and attention over unpadded sets beats padding them (the official code pads each set to 36
+slots and masks the duplicates; SST pads whole windows).
 
-Inputs: V unique pillars (10k and 30k; ``--quick``: 2k and 5k) on DSVT's Waymo pillar grid 468 × 468 × 1,
-batch 1, drawn like one LiDAR sweep (angle uniform, distance from the centre Lomax-distributed, so
-density falls with distance; duplicates dropped and topped up to exactly V), features from a seeded
-generator. Backbones ``DSVT(d, DSVTConfig(...))``: the paper's DSVT-P (d 192, 8 heads, FFN 384,
-4 blocks) and our CPU config (d 64, 4 heads, FFN 128, 2 blocks), both with windows 12 × 12 × 1 and
-sets of 36. Forward = eval mode under ``no_grad``; forward + backward = train mode, all-ones output
-gradient. The partition is timed alone: the four ``partition_sets`` calls one forward makes (plain and
-shifted windows × y and x axes). The attention table runs one layer's partition (plain windows, y axis)
-at the larger V, 8 heads of 24, on per-voxel q, k, v ``[V, 8, 24]``, each method gathering its own
-layout. Peak memory: one call alone in a fresh process (:func:`benchmarks._harness.peak_mib`).
+Inputs: V unique pillars (10k and 30k; ``--quick``: 2k and 5k, 1 round, 1 thread, no peaks) on DSVT's
+Waymo grid 468 × 468 × 1, batch 1, drawn like a LiDAR sweep (angle uniform, distance from the centre
+Lomax-distributed; duplicates dropped, topped up to exactly V), seeded random features. Backbones:
+DSVT-P (d 192, 8 heads, FFN 384, 4 blocks) and our CPU config (d 64, 4 heads, FFN 128, 2 blocks),
+windows 12 × 12 × 1, sets of 36. Forward: eval mode, ``no_grad``; forward + backward: train mode,
+all-ones output gradient. The partition is timed alone in the same rounds: the four ``partition_sets``
+calls of one forward (plain and shifted windows × y and x). Attention: one layer's partition at the
+larger V, 8 heads of 24, per-voxel q, k, v ``[V, 8, 24]``, each method gathering its own layout. Peak
+memory: one call alone in a fresh process (:func:`benchmarks._harness.peak_mib`). Full run on an
+idle 2-core machine: about 3–4 minutes (estimated from single calls, not yet run).
 """
 
 from __future__ import annotations
@@ -28,13 +28,11 @@ from collections.abc import Callable
 import torch
 
 from apps.pointcloud.dsvt import DSVT, DSVTConfig
-from apps.pointcloud.sets import partition_sets, window_partition
+from apps.pointcloud.sets import SetPartition, partition_sets, window_partition
 from benchmarks._harness import (
-    THREADS,
     alternating_median_s,
     backward_step,
     markdown_table,
-    median_ms,
     peak_mib,
     serve_peak_request,
     watch_load,
@@ -43,27 +41,20 @@ from core.ops import attention, varlen_attention
 
 GRID = (1, 468, 468)  # (nz, ny, nx): DSVT's Waymo pillars, 0.32 m over 149.76 m
 WINDOW, SET_SIZE = (12, 12, 1), 36
-SIZES, QUICK_SIZES = (10_000, 30_000), (2_000, 5_000)
-ROUNDS = 3
-LOMAX_SCALE, LOMAX_SHAPE = 25.0, 1.2  # pillars: median distance ≈ 20 cells (6.4 m), heavy tail
+SIZES, QUICK_SIZES, ROUNDS = (10_000, 30_000), (2_000, 5_000), 3
+LOMAX_SCALE, LOMAX_SHAPE = 25.0, 1.2  # draws: median distance ≈ 20 cells (6.3 m), heavy tail
 CONFIGS = {
     "DSVT-P": DSVTConfig(d_model=192, n_heads=8, d_ffn=384, blocks=4),
     "CPU": DSVTConfig(d_model=64, n_heads=4, d_ffn=128, blocks=2),
 }
 HEADS, HEAD_DIM = 8, 24
-METHODS = {
-    "a": "(a) varlen, packed sets",
-    "b": "(b) sets padded to 36, duplicates masked",
-    "c": "(c) windows padded to the largest",
-}
+METHODS = {"a": "(a) varlen, packed sets", "b": "(b) sets padded to 36", "c": "(c) padded windows"}
 PASSES = ("forward", "fwd+bwd")
-# Haiyang-W/DSVT README (commit 8cfc2a6): its latency table (Waymo, whole detector) names no card;
-# its TensorRT section times the backbone without its input layer on one RTX 3090.
-PUBLISHED = (
-    "DSVT's published latency (Haiyang-W/DSVT README, Waymo): whole detector DSVT-P 67 ms, DSVT-V "
-    "97 ms, DSVT-P + TensorRT 37 ms (27 Hz); GPU card of that table: not verified (the README does "
-    "not name it; the paper's statement could not be checked). Backbone alone (no input layer) on "
-    "one RTX 3090: PyTorch 36.0 ms, TensorRT fp16 13.8 ms (README, TensorRT deployment)."
+PUBLISHED = (  # Haiyang-W/DSVT README at 8cfc2a6: "Inference Speed" and "TensorRT Deployment"
+    "DSVT's published latency (official README, Waymo, whole detector): DSVT-P 67 ms, DSVT-V 97 ms, "
+    "DSVT-P + TensorRT 37 ms (27 Hz); GPU card: not verified (the README names none; the paper's "
+    "table could not be read). Backbone alone (no input layer), one RTX 3090: PyTorch 36.0 ms, "
+    "TensorRT fp16 13.8 ms (README)."
 )
 
 
@@ -85,8 +76,7 @@ def lidar_like_coords(num: int) -> torch.Tensor:
         fresh = cells[~torch.isin(cells, taken)]
         keep = torch.randperm(fresh.numel(), generator=gen)[: num - taken.numel()]
         taken = torch.cat([taken, fresh[keep]])
-    zeros = torch.zeros_like(taken)
-    return torch.stack([zeros, zeros, taken // nx, taken % nx], 1)
+    return torch.stack([taken * 0, taken * 0, taken // nx, taken % nx], 1)  # b = z = 0
 
 
 def backbone_run(config_name: str, num: int, which: str) -> Callable[[], None]:
@@ -120,10 +110,15 @@ def partitions_run(num: int) -> Callable[[], None]:
     return run
 
 
-def window_groups(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def layer_partition(num: int) -> SetPartition:
+    """The first layer's sets: plain windows, y axis."""
+    return partition_sets(lidar_like_coords(num), GRID, WINDOW, SET_SIZE, shifted=False, axis="y")
+
+
+def window_groups(num: int) -> tuple[torch.Tensor, torch.Tensor]:
     """SST's layout: voxel index ``[W, Lmax]`` per (plain) window, padded to the fullest window's
     count, and which slots are real (bool ``[W, Lmax]``)."""
-    window, _ = window_partition(coords, GRID, WINDOW)
+    window, _ = window_partition(lidar_like_coords(num), GRID, WINDOW)
     order = torch.argsort(window)
     _, group, counts = torch.unique_consecutive(
         window[order], return_inverse=True, return_counts=True
@@ -138,8 +133,7 @@ def window_groups(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def attention_methods(num: int) -> dict[str, Callable[..., torch.Tensor]]:
     """Per method, ``fn(q, k, v)`` on per-voxel ``[V, H, D]`` inputs: (a) ``[T, H, D]``,
     (b) ``[S, H, 36, D]``, (c) ``[W, H, Lmax, D]``."""
-    coords = lidar_like_coords(num)
-    part = partition_sets(coords, GRID, WINDOW, SET_SIZE, shifted=False, axis="y")
+    part = layer_partition(num)
     tokens, cu_seqlens = part.tokens, part.cu_seqlens
 
     def packed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -154,10 +148,11 @@ def attention_methods(num: int) -> dict[str, Callable[..., torch.Tensor]]:
 
         return run
 
-    return {"a": packed, "b": padded(part.slots, part.valid), "c": padded(*window_groups(coords))}
+    return {"a": packed, "b": padded(part.slots, part.valid), "c": padded(*window_groups(num))}
 
 
 def attention_inputs(num: int, grad: bool) -> tuple[torch.Tensor, ...]:
+    """Per-voxel q, k, v ``[V, H, D]``."""
     gen = torch.Generator().manual_seed(2)
     return tuple(
         torch.randn(num, HEADS, HEAD_DIM, generator=gen).requires_grad_(grad) for _ in range(3)
@@ -180,40 +175,37 @@ def build(case: str) -> Callable[[], object]:
 
 def check_same_outputs(num: int) -> None:
     """(a) and (b) agree on the real tokens, so the comparison is between equal work."""
-    part = partition_sets(lidar_like_coords(num), GRID, WINDOW, SET_SIZE, shifted=False, axis="y")
     methods, qkv = attention_methods(num), attention_inputs(num, grad=False)
-    dense = methods["b"](*qkv).transpose(1, 2)[part.valid]  # [T, H, D], slots in token order
+    real = layer_partition(num).valid  # its slots in token order
+    dense = methods["b"](*qkv).transpose(1, 2)[real]  # [T, H, D]
     torch.testing.assert_close(methods["a"](*qkv), dense, atol=1e-4, rtol=1e-4)
 
 
 def backbone_tables(sizes: tuple[int, ...], rounds: int, peaks: bool) -> None:
     cases = [f"backbone/{c}/{n}/{w}" for c in CONFIGS for n in sizes for w in PASSES]
-    seconds = alternating_median_s({case: build(case) for case in cases}, rounds)
-    part_ms = {n: median_ms(partitions_run(n)) for n in sizes}
+    cases += [f"partition/{n}" for n in sizes]
+    ms = {k: s * 1e3 for k, s in alternating_median_s({c: build(c) for c in cases}, rounds).items()}
     rows, shares = [], []
     for name in CONFIGS:
         for n in sizes:
-            fwd, train = (seconds[f"backbone/{name}/{n}/{w}"] * 1e3 for w in PASSES)
+            fwd, train = (ms[f"backbone/{name}/{n}/{w}"] for w in PASSES)
             peak = peak_mib(__file__, f"backbone/{name}/{n}/{PASSES[1]}") if peaks else "—"
+            part = ms[f"partition/{n}"]
             rows.append([name, n, fwd, train, peak])
-            p = part_ms[n]
-            shares.append([name, n, p, fwd, f"{100 * p / fwd:.1f}", train, f"{100 * p / train:.1f}"])
+            shares.append([name, n, part, fwd, 100 * part / fwd, train, 100 * part / train])
     print(
-        f"\n### DSVT backbone, CPU ({THREADS} threads): 468 × 468 × 1 pillar grid, batch 1, windows "
-        f"12 × 12 × 1, sets of 36; DSVT-P = d 192, 8 heads, FFN 384, 4 blocks; CPU = d 64, 4 heads, "
-        f"FFN 128, 2 blocks; median of {rounds} alternating rounds\n"
+        f"\n### DSVT backbone, CPU ({torch.get_num_threads()} threads): 468 × 468 × 1 pillar grid, "
+        "batch 1, windows 12 × 12 × 1, sets of 36; DSVT-P = d 192, 8 heads, FFN 384, 4 blocks; "
+        f"CPU = d 64, 4 heads, FFN 128, 2 blocks; median of {rounds} alternating rounds\n"
     )
     print(markdown_table(["config", "voxels", "forward ms", "fwd + bwd ms", "fwd + bwd MiB"], rows))
     print(
-        "\n### Set partition share: the 4 partitions of one forward (2 window configurations × "
-        "2 axes), timed alone\n"
+        "\n### Set partition share: the 4 partitions of one forward (2 window configurations × 2 "
+        "axes), timed alone in the same rounds. ScatterFormer (He et al., ECCV 2024) reports DSVT's "
+        "index generation at 24 % of its runtime (GPU); our target is < 10 %.\n"
     )
     headers = ["config", "voxels", "partitions ms", "forward ms", "% of forward"]
     print(markdown_table([*headers, "fwd + bwd ms", "% of fwd + bwd"], shares))
-    print(
-        "\nScatterFormer (He et al., ECCV 2024) reports DSVT's index generation at 24 % of its "
-        "runtime (GPU); our target is < 10 % (of forward)."
-    )
 
 
 def attention_table(num: int, rounds: int, peaks: bool) -> None:
@@ -226,13 +218,12 @@ def attention_table(num: int, rounds: int, peaks: bool) -> None:
         ratio = seconds[case] / seconds[f"attention/a/{num}/{which}"]
         peak = peak_mib(__file__, case) if peaks else "—"
         rows.append([METHODS[method], which, seconds[case] * 1e3, ratio, peak])
-    part = partition_sets(lidar_like_coords(num), GRID, WINDOW, SET_SIZE, shifted=False, axis="y")
-    index, _ = window_groups(lidar_like_coords(num))
+    part, (index, _) = layer_partition(num), window_groups(num)
     print(
-        f"\n### Set attention alone, one layer's partition at {num} voxels: {part.slots.shape[0]} "
-        f"sets, {part.tokens.numel()} tokens ({part.slots.numel()} padded slots); "
-        f"{index.shape[0]} windows padded to {index.shape[1]}; H={HEADS}, D={HEAD_DIM}; "
-        f"(a) == (b) on the real tokens (checked to 1e-4)\n"
+        f"\n### Set attention alone, one layer's partition at {num} voxels, H={HEADS}, D={HEAD_DIM}: "
+        f"(a) {part.tokens.numel()} tokens in {part.slots.shape[0]} sets; (b) {part.slots.numel()} "
+        f"slots, duplicates masked as keys (== (a) on the real tokens, checked to 1e-4); (c) "
+        f"{index.shape[0]} windows padded to {index.shape[1]} (SST), key mask\n"
     )
     print(markdown_table(["method", "pass", "ms", "÷ (a)", "peak MiB"], rows))
 
@@ -241,13 +232,15 @@ def main() -> None:
     if serve_peak_request(build):
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="small V, 1 round, no peak memory")
+    parser.add_argument("--quick", action="store_true", help="smoke test: small V, no peaks")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="alternating timed rounds")
     args = parser.parse_args()
     sizes, rounds = (QUICK_SIZES, 1) if args.quick else (SIZES, args.rounds)
+    if args.quick:
+        torch.set_num_threads(1)  # a smoke test on a shared machine; not numbers to record
     with watch_load() as load:
-        backbone_tables(sizes, rounds, peaks=True)
-        attention_table(sizes[-1], rounds, peaks=True)
+        backbone_tables(sizes, rounds, peaks=not args.quick)
+        attention_table(sizes[-1], rounds, peaks=not args.quick)
     print("\n" + PUBLISHED)
     print("\n" + load[0].report())
 

@@ -28,7 +28,8 @@ def _check_bev_coords(coords: torch.Tensor, batch_size: int, grid_yx: tuple[int,
     for name, index, size in (("b", b, batch_size), ("y", y, ny), ("x", x, nx)):
         if bool((index < 0).any() or (index >= size).any()):
             raise ValueError(f"coords {name} outside [0, {size})")
-    if torch.unique(coords, dim=0).shape[0] != coords.shape[0]:
+    cells = (b * ny + y) * nx + x
+    if torch.unique(cells).shape[0] != cells.shape[0]:
         raise ValueError("coords must be unique: two pillars share a cell")
 
 

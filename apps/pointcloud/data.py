@@ -23,6 +23,7 @@ from apps.pointcloud.boxes import boxes_in_range
 from apps.pointcloud.frames import Frame, VoxelGrid
 from apps.pointcloud.readers import (
     Calib,
+    in_image,
     read_calib,
     read_image_set,
     read_kitti_frame,
@@ -86,7 +87,9 @@ class Augmentation:
 
 
 class KittiFrames(Dataset):
-    """The frames ``ids`` of a KITTI-layout folder, read on access. Training frames are augmented
+    """The frames ``ids`` of a KITTI-layout folder, read on access, keeping the points the camera
+    sees (KITTI labels nothing outside its view, so the rest would teach false negatives; OpenPCDet's
+    ``FOV_POINTS_ONLY``). Training frames are augmented
     and keep only boxes whose centre lies in ``grid``'s x/y range;
     evaluation frames keep every box, those outside the range marked ignored (difficulty −1: no
     detector with this range can find them)."""
@@ -106,6 +109,7 @@ class KittiFrames(Dataset):
     def __getitem__(self, index: int) -> tuple[Frame, Calib]:
         calib = read_calib(self.root / "training" / "calib" / f"{self.ids[index]}.txt")
         frame = read_kitti_frame(self.root, self.ids[index], calib)
+        frame.points = frame.points[in_image(frame.points, calib)]
         inside = boxes_in_range(frame.boxes, self.grid.point_range)
         if self.augmentation is None:
             difficulty = torch.where(inside, frame.difficulty, -1)

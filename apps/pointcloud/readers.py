@@ -37,6 +37,7 @@ SKIPPED_TYPES = {"DontCare", "Truck", "Tram", "Misc"}
 # (min 2-D box height px, max occlusion level, max truncation) of easy, moderate, hard
 DIFFICULTY_LIMITS = ((40.0, 0, 0.15), (25.0, 1, 0.30), (25.0, 2, 0.50))
 LABEL_FIELDS = 15
+IMAGE_SIZE = (1242, 375)  # KITTI's colour images (width, height), pixels
 
 
 @dataclass(eq=False)  # not frozen: it travels in batches, which Lightning rebuilds
@@ -134,8 +135,27 @@ def lidar_boxes_to_camera(
     return lidar_to_camera(bottom, calib), dims, wrap_angle(-b[:, 6] - math.pi / 2)
 
 
+def in_image(
+    points: torch.Tensor, calib: Calib, image_size: tuple[int, int] = IMAGE_SIZE
+) -> torch.Tensor:
+    """Which LiDAR points ``[N, 3+]`` the camera sees (in front of it and projecting inside the
+    ``(width, height)`` image) → bool ``[N]``. KITTI labels only what the camera sees, so training
+    and evaluation keep only these points (OpenPCDet's ``FOV_POINTS_ONLY``)."""
+    rect = lidar_to_camera(points[:, :3].to(torch.float64), calib)
+    uvw = torch.cat([rect, torch.ones_like(rect[:, :1])], -1) @ calib.P2.T
+    uv = uvw[:, :2] / uvw[:, 2:].clamp(min=1e-6)
+    width, height = image_size
+    return (
+        (rect[:, 2] > 0)
+        & (uv[:, 0] >= 0)
+        & (uv[:, 0] < width)
+        & (uv[:, 1] >= 0)
+        & (uv[:, 1] < height)
+    )
+
+
 def image_boxes(
-    boxes: torch.Tensor, calib: Calib, image_size: tuple[int, int] = (1242, 375)
+    boxes: torch.Tensor, calib: Calib, image_size: tuple[int, int] = IMAGE_SIZE
 ) -> torch.Tensor:
     """2-D boxes ``[M, 4]`` (left, top, right, bottom px): the 8 corners projected with P2, clipped
     to the ``(width, height)`` image. Corners behind the camera are held at 0.1 m depth."""
@@ -154,7 +174,7 @@ def format_kitti_label(
     labels: torch.Tensor,
     scores: torch.Tensor | None,
     calib: Calib,
-    image_size: tuple[int, int] = (1242, 375),
+    image_size: tuple[int, int] = IMAGE_SIZE,
     occlusion: torch.Tensor | None = None,
 ) -> list[str]:
     """KITTI label lines for LiDAR ``boxes [k, 7]`` of class ``labels [k]``: truncation 0, the

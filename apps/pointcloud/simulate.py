@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from apps.pointcloud.boxes import box_corners_bev
-from apps.pointcloud.readers import Calib, format_kitti_label
+from apps.pointcloud.readers import Calib, format_kitti_label, in_image
 from core.train.files import write_atomically
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,9 @@ def kitti_calib() -> Calib:
 
 
 def in_camera_view(boxes: np.ndarray) -> np.ndarray:
-    """Boxes ``[M, 7]`` whose centre the camera sees (x > 0, |azimuth| < 45°) → bool ``[M]``."""
-    return (boxes[:, 0] > 0) & (np.abs(np.arctan2(boxes[:, 1], boxes[:, 0])) < math.pi / 4)
+    """Boxes ``[M, 7]`` whose centre the simulated camera sees (it projects into the image) → bool
+    ``[M]``: KITTI labels only what its camera sees."""
+    return in_image(torch.from_numpy(boxes[:, :3]), kitti_calib()).numpy()
 
 
 def ground_height(xy: np.ndarray, slopes: np.ndarray) -> np.ndarray:

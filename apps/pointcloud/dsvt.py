@@ -256,6 +256,7 @@ class DSVT(nn.Module):
         super().__init__()
         self.config = config
         self.out_channels = config.d_model
+        self.xy_stride = 1  # pooling only along z: the output keeps the input's x, y cells
         self.input_proj: nn.Module = (
             nn.Linear(in_channels, config.d_model)
             if in_channels != config.d_model

@@ -8,7 +8,7 @@ DSVT and ScatterFormer share the rest of the pipeline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -20,6 +20,7 @@ from apps.pointcloud.boxes import rotated_nms
 from apps.pointcloud.dsvt import DSVT, DSVTConfig
 from apps.pointcloud.frames import CLASSES, VoxelGrid
 from apps.pointcloud.head import CenterHead, decode
+from apps.pointcloud.scatterformer import ScatterFormer, ScatterFormerConfig
 from apps.pointcloud.voxelize import PillarFeatureNet, voxelize
 
 Detections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # boxes [k, 7], scores [k], labels [k]
@@ -29,14 +30,16 @@ Detections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # boxes [k, 7], sc
 class DetectorConfig:
     """Everything around the backbone (DSVT's pillar model as CenterPoint-style detector).
 
-    backbone: which sparse backbone (its own config is a separate argument).
+    backbone: which sparse backbone, DSVT or ScatterFormer (each has its own config argument).
     pfn_channels: widths of the dynamic pillar feature net's layers (DSVT: 192, 192).
     bev_layers, bev_strides, bev_channels, bev_upsample_strides, bev_upsample_channels: the 2-D BEV
         backbone's stages (SECOND-style; DSVT uses a larger ResNet-style one).
     head_channels: width of the CenterPoint head's convolutions (CenterPoint: 64).
+    box_weight: weight of the boxes' L1 loss against the heatmap's focal loss (2.0 in DSVT's and
+        OpenPCDet's CenterPoint configs; CenterPoint's own nuScenes config uses 0.25).
     """
 
-    backbone: Literal["dsvt"] = "dsvt"
+    backbone: Literal["dsvt", "scatterformer"] = "dsvt"
     pfn_channels: tuple[int, ...] = (192, 192)
     bev_layers: tuple[int, ...] = (1, 2, 2)
     bev_strides: tuple[int, ...] = (1, 2, 2)
@@ -44,6 +47,7 @@ class DetectorConfig:
     bev_upsample_strides: tuple[int, ...] = (1, 2, 4)
     bev_upsample_channels: tuple[int, ...] = (128, 128, 128)
     head_channels: int = 64
+    box_weight: float = 2.0
 
 
 class Detector(nn.Module):
@@ -55,11 +59,22 @@ class Detector(nn.Module):
     latency breakdown.
     """
 
-    def __init__(self, config: DetectorConfig, backbone: DSVTConfig, grid: VoxelGrid) -> None:
+    def __init__(
+        self,
+        config: DetectorConfig,
+        dsvt: DSVTConfig,
+        scatterformer: ScatterFormerConfig,
+        grid: VoxelGrid,
+    ) -> None:
         super().__init__()
         self.config, self.grid = config, grid
         self.pfn = PillarFeatureNet(4, config.pfn_channels, grid=grid)
-        self.backbone = DSVT(self.pfn.out_channels, backbone)
+        self.backbone: DSVT | ScatterFormer
+        if config.backbone == "dsvt":
+            self.backbone = DSVT(self.pfn.out_channels, dsvt)
+        else:  # its pooling over height is sized by the grid's
+            sized = replace(scatterformer, grid_height=grid.shape[0])
+            self.backbone = ScatterFormer(self.pfn.out_channels, sized)
         self.bev = BEVBackbone(
             self.backbone.out_channels,
             config.bev_layers,
@@ -72,8 +87,8 @@ class Detector(nn.Module):
 
     @property
     def stride(self) -> int:
-        """Cells of the voxel grid per cell of the head's maps."""
-        return self.bev.stride
+        """Cells of the voxel grid per cell of the head's maps (backbone × BEV CNN)."""
+        return self.backbone.xy_stride * self.bev.stride
 
     def forward(
         self, points: torch.Tensor, batch_index: torch.Tensor, batch_size: int

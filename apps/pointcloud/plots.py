@@ -30,12 +30,20 @@ class Example:
     found_labels: torch.Tensor
 
 
-def draw_points(ax: Axes, points: torch.Tensor, values: np.ndarray | None = None) -> None:
+def draw_points(ax: Axes, points: torch.Tensor, muted: bool = False) -> None:
     """Points seen from above (x up the page, y to the left, as a driver sees the road), coloured
-    by height unless ``values`` are given."""
+    by height, or light grey under something ``muted`` leaves room for."""
     xy = points[:, :2].numpy()
-    colour = points[:, 2].numpy() if values is None else values
-    ax.scatter(-xy[:, 1], xy[:, 0], s=0.3, c=colour, cmap="Greys" if values is None else "viridis")
+    colour = "0.8" if muted else points[:, 2].numpy()
+    ax.scatter(
+        -xy[:, 1],
+        xy[:, 0],
+        s=0.5,
+        c=colour,
+        cmap=None if muted else "viridis",
+        alpha=0.6,
+        linewidths=0,
+    )
     ax.set_aspect("equal")
     ax.set_xlabel("−y (m, right)")
     ax.set_ylabel("x (m, forward)")

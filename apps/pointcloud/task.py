@@ -19,6 +19,7 @@ from apps.pointcloud.metrics import KittiAP
 from apps.pointcloud.model import Detections, Detector, DetectorConfig
 from apps.pointcloud.plots import Example, bev_figure
 from apps.pointcloud.readers import format_kitti_label
+from apps.pointcloud.scatterformer import ScatterFormerConfig
 from core.inspect import Recording
 from core.train import AppTask, as_config
 from core.train.figures import run_folder, write_png
@@ -33,7 +34,8 @@ class PointCloudTask(AppTask):
 
     Args:
         net: the detector around the backbone.
-        dsvt: the DSVT backbone's hyper-parameters.
+        dsvt: the DSVT backbone's hyper-parameters (used when ``net.backbone`` is ``dsvt``).
+        scatterformer: the ScatterFormer backbone's (when ``net.backbone`` is ``scatterformer``).
         grid: point range and voxel size, linked from the data.
         score_threshold, nms_iou, max_detections: decoding (evaluation only).
         difficulty: the KITTI difficulty evaluated (0 easy, 1 moderate, 2 hard; ground truth above it
@@ -48,6 +50,7 @@ class PointCloudTask(AppTask):
         self,
         net: DetectorConfig = DetectorConfig(),
         dsvt: DSVTConfig = DSVTConfig(),
+        scatterformer: ScatterFormerConfig = ScatterFormerConfig(),
         grid: VoxelGrid = VoxelGrid(),
         score_threshold: float = 0.1,
         nms_iou: float = 0.1,
@@ -60,7 +63,10 @@ class PointCloudTask(AppTask):
         self.save_hyperparameters(ignore=evaluation_only)
         self.grid = as_config(VoxelGrid, grid)
         self.model = Detector(
-            as_config(DetectorConfig, net), as_config(DSVTConfig, dsvt), self.grid
+            as_config(DetectorConfig, net),
+            as_config(DSVTConfig, dsvt),
+            as_config(ScatterFormerConfig, scatterformer),
+            self.grid,
         )
         self.score_threshold, self.nms_iou = score_threshold, nms_iou
         self.max_detections, self.difficulty = max_detections, difficulty
@@ -74,7 +80,7 @@ class PointCloudTask(AppTask):
         targets = build_targets(
             batch.boxes, batch.labels, self.grid, self.model.stride, maps["heatmap"].shape[-2:]
         )
-        return center_loss(maps, targets), maps
+        return center_loss(maps, targets, box_weight=self.model.config.box_weight), maps
 
     def training_step(self, batch: PointCloudBatch, batch_idx: int) -> torch.Tensor | None:
         losses, _ = self.compute_losses(batch)

@@ -98,7 +98,11 @@ class Detector(nn.Module):
         with record_function("pointcloud/pfn"):
             features = self.pfn(voxels)
         with record_function("pointcloud/backbone"):
-            features, coords, shape = self.backbone(features, voxels.coords, self.grid.shape)
+            if len(features):
+                features, coords, shape = self.backbone(features, voxels.coords, self.grid.shape)
+            else:  # no point in range in the whole batch: an empty bird's-eye view
+                features, coords = features.new_zeros(0, self.backbone.out_channels), voxels.coords
+                shape = (1, *(-(-n // self.backbone.xy_stride) for n in self.grid.shape[1:]))
         with record_function("pointcloud/bev"):
             bev = self.bev(scatter_to_bev(features, coords, batch_size, shape[1:]))
         with record_function("pointcloud/head"):

@@ -19,17 +19,23 @@ TINY = Path(__file__).parent / "tiny.yaml"
 BASE = ["-c", str(REPO / "configs" / "pointcloud" / "default.yaml"), "-c", str(TINY)]
 
 
-def test_synthetic_fit_test_with_inspector(in_tmp):
-    main(["fit", *BASE])
+@pytest.mark.parametrize("backbone", ["dsvt", "scatterformer"])
+def test_synthetic_fit_test_with_inspector(in_tmp, backbone):
+    overlay = ["-c", str(REPO / "configs" / "pointcloud" / "scatterformer.yaml")]
+    base = [*BASE[:2], *(overlay if backbone == "scatterformer" else []), *BASE[2:]]
+    main(["fit", *base])
     run = in_tmp / "runs" / "pointcloud" / "tiny"
     inspector = ["--trainer.callbacks+=core.inspect.AttentionInspector",
                  "--trainer.callbacks.init_args.weight_batches", "1"]  # fmt: skip
-    main(["test", *BASE, "--ckpt_path", "best", *inspector])
+    main(["test", *base, "--ckpt_path", "best", *inspector])
     attention = run / "test" / "attention" / "test"
     assert (attention / "set_attention.png").is_file()
     assert (attention / "entropy_by_set_size.png").is_file()
     statistics = (attention / "statistics.csv").read_text()
-    assert "backbone.stages.0.1.layers.1.attn" in statistics  # the shifted block's x-axis sets
+    if backbone == "dsvt":
+        assert "backbone.stages.0.1.layers.1.attn" in statistics  # shifted block, x-axis sets
+    else:  # linear attention is not recorded; its pillar pooling is
+        assert "backbone.pool.attn" in statistics
     results = json.loads((run / "test" / "results.json").read_text())
     metrics = results["metrics"]
     assert 0.0 <= metrics["test/Car_BEV_AP"] <= 1.0 and 0.0 <= metrics["test/Car_3D_AP"] <= 1.0

@@ -52,6 +52,20 @@ def test_both_variants_run_the_pipeline(gen):
         assert maps["size"].shape == (2, 3, 80, 80) and maps["rot"].shape == (2, 2, 80, 80)
 
 
+def test_a_batch_without_points_in_range_gives_no_boxes():
+    behind = torch.tensor([[-5.0, 0.0, -1.0, 0.5]])  # behind the sensor: outside the range
+    for backbone in ("dsvt", "scatterformer"):
+        config = DetectorConfig(**{**vars(TINY), "backbone": backbone})
+        model = Detector(
+            config, TINY_DSVT, ScatterFormerConfig(d_model=16, n_heads=2, pool_heads=2), GRID
+        ).eval()
+        with torch.no_grad():
+            ((boxes, scores, labels),) = model.detect(
+                model(behind, torch.zeros(1, dtype=torch.long), 1)
+            )
+        assert boxes.shape == (0, 7) and len(scores) == len(labels) == 0
+
+
 def frames(count: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """``count`` simulated frames cut to GRID: (points, car boxes, labels)."""
     out = []

@@ -10,6 +10,7 @@ import torch
 import apps.pointcloud.dsvt as dsvt_module
 from apps.pointcloud.dsvt import DSVT, AttentionPoolZ, DSVTConfig, SetAttention
 from apps.pointcloud.sets import SetPartition, partition_sets
+from tests.apps.pointcloud.voxels import random_coords
 
 D, HEADS, TAU = 16, 2, 8
 PILLAR = DSVTConfig(
@@ -17,15 +18,6 @@ PILLAR = DSVTConfig(
 )
 VOXEL = dataclasses.replace(PILLAR, blocks=1, window_shape=(4, 4, 8), z_pool_strides=(2, 4))
 PILLAR_GRID, VOXEL_GRID = (1, 20, 20), (8, 20, 20)
-
-
-def random_coords(gen: torch.Generator, count: int, grid: tuple[int, int, int]) -> torch.Tensor:
-    """``count`` distinct voxels ``[count, 4]`` (b, z, y, x) over two batch items."""
-    nz, ny, nx = grid
-    cells = torch.randperm(2 * nz * ny * nx, generator=gen)[:count]
-    x, rest = cells % nx, cells // nx
-    y, rest = rest % ny, rest // ny
-    return torch.stack((rest // nz, rest % nz, y, x), 1)
 
 
 def hand_made_partition() -> SetPartition:

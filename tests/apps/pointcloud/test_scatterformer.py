@@ -21,6 +21,7 @@ from apps.pointcloud.scatterformer import (
     partition_windows,
 )
 from apps.pointcloud.sparse import sparse_tensor, to_dense
+from tests.apps.pointcloud.voxels import random_coords
 
 D, HEADS, IN_CHANNELS, EPS = 16, 2, 5, 1e-6
 GRID = (8, 24, 24)
@@ -29,15 +30,6 @@ CONFIG = ScatterFormerConfig(
     grid_height=8,
 )  # fmt: skip
 SIZES = (3, 0, 1, 150, 0, 40, 1)  # windows of 0, 1 and > 100 voxels in one packed sequence
-
-
-def random_coords(gen: torch.Generator, count: int, grid: tuple[int, int, int]) -> torch.Tensor:
-    """``count`` distinct voxels ``[count, 4]`` (b, z, y, x) over two batch items."""
-    nz, ny, nx = grid
-    cells = torch.randperm(2 * nz * ny * nx, generator=gen)[:count]
-    x, rest = cells % nx, cells // nx
-    y, rest = rest % ny, rest // ny
-    return torch.stack((rest // nz, rest % nz, y, x), 1)
 
 
 def layout_of(coords: torch.Tensor, grid: tuple[int, int, int]) -> Layout:

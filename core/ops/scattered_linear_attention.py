@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.ops._checks import check_attention_inputs, check_cu_seqlens, check_same
-from core.ops._segments import pad_segments, unpad_segments
+from core.ops._segments import segment_ids
 from core.ops.backend import dispatch
 
 DENOMINATOR_EPS = 1e-6
@@ -26,15 +26,19 @@ def scattered_linear_attention_reference(
     cu_seqlens: Tensor,
     eps: float,
 ) -> Tensor:
-    """PyTorch path: pad segments to ``[N, Lmax, H, D]`` (padding is φ-neutral: φ(0) = 0), two einsums."""
-    phi_q, valid = pad_segments(F.relu(q), cu_seqlens)
-    phi_k, _ = pad_segments(F.relu(k), cu_seqlens)
-    v_pad, _ = pad_segments(v, cu_seqlens)
-    kv = torch.einsum("nlhd,nlhe->nhde", phi_k, v_pad)
-    z = phi_k.sum(dim=1)
-    numerator = torch.einsum("nlhd,nhde->nlhe", phi_q, kv)
-    denominator = torch.einsum("nlhd,nhd->nlh", phi_q, z) + eps
-    return unpad_segments(numerator / denominator.unsqueeze(-1), valid)
+    """PyTorch path without padding: each segment's ``KV`` and ``z`` summed from its tokens with
+    ``index_add`` (the per-token outer products ``φ(k)ᵀ v`` are ``[T, H, D, Dv]``), then gathered
+    back to the tokens. Memory and time stay linear in T whatever the segment sizes; padding to the
+    longest segment would cost N·Lmax (ScatterFormer's windows run from 1 to thousands of voxels)."""
+    phi_q, phi_k = F.relu(q), F.relu(k)
+    segment = segment_ids(cu_seqlens, q.shape[0])
+    count = cu_seqlens.numel() - 1
+    outer = phi_k.unsqueeze(-1) * v.unsqueeze(-2)  # [T, H, D, Dv]
+    kv = outer.new_zeros(count, *outer.shape[1:]).index_add_(0, segment, outer)
+    z = phi_k.new_zeros(count, *phi_k.shape[1:]).index_add_(0, segment, phi_k)
+    numerator = torch.einsum("thd,thde->the", phi_q, kv[segment])
+    denominator = (phi_q * z[segment]).sum(-1, keepdim=True) + eps
+    return numerator / denominator
 
 
 def scattered_linear_attention(

@@ -52,7 +52,7 @@ def test_kitti_frames_train_test_and_predict_labels(in_tmp, shared_data):
     fitted = main(["fit", *BASE, *overlay, *files])
     assert fitted.datamodule.grid.shape == (1, 248, 216)  # KITTI's range in 0.32 m pillars
     main(["test", *BASE, *overlay, *files, "--ckpt_path", "last"])
-    run = in_tmp / "runs" / "pointcloud" / "tiny"
+    run = in_tmp / "runs" / "pointcloud" / "kitti"  # named by the last config
     results = json.loads((run / "test" / "results.json").read_text())
     assert results["data"]["files"]["test"]["path"].endswith("val.txt")
     assert results["data"]["counts"]["test"] == 6

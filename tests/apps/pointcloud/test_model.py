@@ -52,28 +52,35 @@ def test_both_variants_run_the_pipeline(gen):
         assert maps["size"].shape == (2, 3, 80, 80) and maps["rot"].shape == (2, 2, 80, 80)
 
 
-def test_a_batch_without_points_in_range_gives_no_boxes():
+def test_a_batch_without_points_in_range_sees_an_empty_birds_eye_view():
+    """The backbone is skipped (ScatterFormer's sparse convolutions refuse zero voxels) and the BEV
+    CNN and head run on an all-zero image of the backbone's output size."""
     behind = torch.tensor([[-5.0, 0.0, -1.0, 0.5]])  # behind the sensor: outside the range
+    small = ScatterFormerConfig(d_model=16, n_heads=2, pool_heads=2)
     for backbone in ("dsvt", "scatterformer"):
         config = DetectorConfig(**{**vars(TINY), "backbone": backbone})
-        model = Detector(
-            config, TINY_DSVT, ScatterFormerConfig(d_model=16, n_heads=2, pool_heads=2), GRID
-        ).eval()
+        model = Detector(config, TINY_DSVT, small, GRID).eval()
+        side = 80 // model.backbone.xy_stride
         with torch.no_grad():
-            ((boxes, scores, labels),) = model.detect(
-                model(behind, torch.zeros(1, dtype=torch.long), 1)
-            )
-        assert boxes.shape == (0, 7) and len(scores) == len(labels) == 0
+            maps = model(behind, torch.zeros(1, dtype=torch.long), 1)
+            empty = torch.zeros(1, model.backbone.out_channels, side, side)
+            expected = model.head(model.bev(empty))
+            detections = model.detect(maps)
+        for name, value in expected.items():
+            assert torch.equal(maps[name], value), name
+        assert len(detections) == 1 and detections[0][0].shape[1] == 7
 
 
 def frames(count: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """``count`` simulated frames cut to GRID: (points, car boxes, labels)."""
+    """``count`` simulated frames cut to GRID: (points, boxes, labels) of the objects inside it that
+    are at most partly occluded."""
     out = []
     for index in range(count):
         scene = simulate_frame(np.random.default_rng([3, index]), Sensor(azimuth_steps=720))
         points, boxes = torch.from_numpy(scene.points), torch.from_numpy(scene.boxes)
         lower, upper = torch.tensor(GRID.point_range[:2]), torch.tensor(GRID.point_range[3:5])
-        keep = ((boxes[:, :2] >= lower + 2) & (boxes[:, :2] < upper - 2)).all(1)
+        inside = ((boxes[:, :2] >= lower + 2) & (boxes[:, :2] < upper - 2)).all(1)
+        keep = inside & torch.from_numpy(scene.occlusion < 2)  # objects the sensor sees
         out.append((points, boxes[keep], torch.from_numpy(scene.labels)[keep]))
     return out
 
@@ -97,6 +104,12 @@ def test_overfits_a_few_fixed_frames():
         optimiser.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 10
+    for norm in model.modules():  # BatchNorm's running statistics from the final weights
+        if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average: one pass sets them to its batch's
+    with torch.no_grad():
+        model(points, batch_index, 2)
     model.eval()
     with torch.no_grad():
         detections = model.detect(model(points, batch_index, 2), score_threshold=0.3)

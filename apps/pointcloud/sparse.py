@@ -1,7 +1,7 @@
-"""spconv on a CPU-only torch: the one compatibility shim, and small tensor helpers.
+"""spconv on a CPU-only torch: the one compatibility shim (two patches), and small tensor helpers.
 
-Importing this module calls :func:`enable_cpu_backward`, so any code that builds sparse convolutions
-through it can train on the CPU.
+Importing this module calls :func:`enable_cpu_backward` and :func:`serialise_cpu_convolutions`, so
+any code that builds sparse convolutions through it can train on the CPU, with right results.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import spconv.pytorch as spconv
 import torch
 from spconv.pytorch import cppcore
+from spconv.pytorch import ops as spconv_ops
 
 
 def _null_stream_on_cpu(original: Callable[[], int]) -> Callable[[], int]:
@@ -56,6 +57,41 @@ def enable_cpu_backward() -> None:
             module.get_current_stream = patched
 
 
+def _one_thread_on_cpu(original: Callable[..., object]) -> Callable[..., object]:
+    """Wrap a spconv op so it runs with one torch thread when its first tensor is on the CPU."""
+
+    @functools.wraps(original)
+    def serialised(features: torch.Tensor, *args: object, **kwargs: object) -> object:
+        if features.is_cuda:
+            return original(features, *args, **kwargs)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return original(features, *args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    serialised.one_thread_shim = True  # type: ignore[attr-defined]
+    return serialised
+
+
+def serialise_cpu_convolutions() -> None:
+    """Run spconv's CPU gather-GEMM-scatter convolutions on one thread (idempotent).
+
+    Why: with more than one torch thread, spconv 2.3.8's CPU ``indice_conv`` (the forward of a
+    strided ``SparseConv3d``, and its backward) returns wrong sums at output sites that several
+    inputs reach — 33 of 40 trials on 2 threads against a dense ``conv3d``, none on one thread (a
+    race in its scatter-add). Submanifold convolutions were right in our tests but share the op,
+    so both run serialised; CUDA tensors are untouched. Remove with the other patch once spconv is
+    fixed: ``tests/apps/pointcloud/test_sparse.py`` compares against dense convolutions on two
+    threads.
+    """
+    for name in ("indice_conv", "indice_conv_backward"):
+        original = getattr(spconv_ops, name)
+        if not getattr(original, "one_thread_shim", False):
+            setattr(spconv_ops, name, _one_thread_on_cpu(original))
+
+
 def sparse_tensor(
     features: torch.Tensor,
     coords: torch.Tensor,
@@ -84,3 +120,4 @@ def to_dense(tensor: spconv.SparseConvTensor) -> torch.Tensor:
 
 
 enable_cpu_backward()
+serialise_cpu_convolutions()

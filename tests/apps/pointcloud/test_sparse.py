@@ -129,3 +129,22 @@ def test_backward_fails_without_the_shim(monkeypatch: pytest.MonkeyPatch) -> Non
     out = conv(sparse_tensor(features.requires_grad_(), random_coords(generator), SHAPE, BATCH))
     with pytest.raises(AssertionError, match="Torch not compiled with CUDA enabled"):
         out.features.sum().backward()
+
+
+def test_strided_conv_is_right_on_two_threads() -> None:
+    """spconv's CPU ``indice_conv`` races with several torch threads (wrong sums where inputs share
+    an output site); the shim serialises it. Without the shim most of these trials fail."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for _ in range(20):
+            generator = torch.Generator().manual_seed(2)
+            conv = seeded_conv(spconv.SparseConv3d(IN_CH, OUT_CH, 3, 2, padding=1), generator)
+            coords = random_coords(generator)
+            features = torch.randn(SITES, IN_CH, generator=generator, dtype=torch.float64)
+            out = conv(sparse_tensor(features, coords, SHAPE, BATCH))
+            weight = conv.weight.permute(0, 4, 1, 2, 3)
+            dense = F.conv3d(densify(features, coords), weight, conv.bias, stride=2, padding=1)
+            torch.testing.assert_close(out.features, at_sites(dense, out.indices))
+    finally:
+        torch.set_num_threads(threads)

@@ -285,9 +285,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: small V, no peaks")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="alternating timed rounds")
+    parser.add_argument(
+        "--backbones", nargs="+", choices=list(BACKBONES), help="only these (default: all)"
+    )
     args = parser.parse_args()
     sizes, rounds = (QUICK_SIZES, 1) if args.quick else (SIZES, args.rounds)
-    names = QUICK_BACKBONES if args.quick else tuple(BACKBONES)
+    names = args.backbones or (QUICK_BACKBONES if args.quick else tuple(BACKBONES))
     if args.quick:
         torch.set_num_threads(1)  # a smoke test on a shared machine; not numbers to record
     with watch_load() as load:

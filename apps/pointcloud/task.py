@@ -75,15 +75,20 @@ class PointCloudTask(AppTask):
             {f"{stage}_metrics": KittiAP(difficulty=difficulty) for stage in ("val", "test")}
         )
 
-    def compute_losses(self, batch: PointCloudBatch) -> tuple[dict[str, torch.Tensor], dict]:
+    def compute_losses(
+        self, batch: PointCloudBatch
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+        """CenterPoint's losses, the head's maps, and the objects the losses average over (at
+        least 1): the weight that makes the epoch's mean loss independent of the batching."""
         maps = self.model(batch.points, batch.batch_index, len(batch))
         targets = build_targets(
             batch.boxes, batch.labels, self.grid, self.model.stride, maps["heatmap"].shape[-2:]
         )
-        return center_loss(maps, targets, box_weight=self.model.config.box_weight), maps
+        losses = center_loss(maps, targets, box_weight=self.model.config.box_weight)
+        return losses, maps, targets.mask.sum().clamp(min=1)
 
     def training_step(self, batch: PointCloudBatch, batch_idx: int) -> torch.Tensor | None:
-        losses, _ = self.compute_losses(batch)
+        losses, _, objects = self.compute_losses(batch)
         if not torch.isfinite(losses["loss"]):
             self.skipped_steps += 1
             log.warning(
@@ -93,7 +98,7 @@ class PointCloudTask(AppTask):
                 self.skipped_steps,
             )
             return None  # Lightning skips backward and the optimiser step
-        self.log_loss("train", losses["loss"], len(batch))
+        self.log_loss("train", losses["loss"], objects)
         self.log_dict({f"train/{k}_loss": v for k, v in losses.items() if k != "loss"})
         return losses["loss"]
 
@@ -101,8 +106,8 @@ class PointCloudTask(AppTask):
         return self.model.detect(maps, self.score_threshold, self.nms_iou, self.max_detections)
 
     def _evaluate(self, batch: PointCloudBatch, stage: str) -> None:
-        losses, maps = self.compute_losses(batch)
-        self.log_loss(stage, losses["loss"], len(batch))
+        losses, maps, objects = self.compute_losses(batch)
+        self.log_loss(stage, losses["loss"], objects)
         detections = self.detect(maps)
         truth = list(zip(batch.boxes, batch.labels, batch.difficulty, strict=True))
         self.metrics[f"{stage}_metrics"].update(detections, truth)

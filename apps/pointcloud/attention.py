@@ -86,6 +86,7 @@ def dsvt_groups(model: Detector, recording: Recording, batch: PointCloudBatch) -
     voxels = voxelize(batch.points, batch.batch_index, grid, len(batch))
     wx, wy, wz = config.window_shape
     window = (wx, wy, min(wz, grid.shape[0]))
+    centres, frame = voxel_centres(grid, voxels.coords), voxels.coords[:, 0]
     out = []
     for name in dict.fromkeys([names[0], names[-1]] if names else []):
         block, layer = (int(i) for i in DSVT_LAYER.search(name).groups())
@@ -93,8 +94,6 @@ def dsvt_groups(model: Detector, recording: Recording, batch: PointCloudBatch) -
             voxels.coords, grid.shape, window, config.set_size, block % 2 == 1, ("y", "x")[layer]
         )
         kept = [k for k in recording.weights[name] if k.batch_index == 0] or recording.weights[name]
-        centres = voxel_centres(grid, voxels.coords)
-        frame = voxels.coords[:, 0]
         short = name.removeprefix("model.backbone.")
         out.append(Groups(short, part.tokens, part.cu_seqlens, centres, frame, kept[0].weights))
     return out

@@ -1,9 +1,17 @@
 """CenterPoint-style detection head (Yin et al., CVPR 2021): objects as heatmap peaks in BEV.
 
 Each class has a heatmap whose peaks are box centres; at a peak's cell the head regresses the
-sub-cell offset of the centre, its height z, log sizes and (sin, cos) of the yaw. Training targets
-splat a gaussian per box (radius from CornerNet's formula, as CenterPoint), the heatmap loss is the
-CornerNet/CenterNet penalty-reduced focal loss and the box loss an L1 at the centre cells.
+sub-cell offset of the centre, its height z, log sizes and (sin 2θ, cos 2θ) of the yaw θ, and
+classifies the heading's direction along that axis. Training targets splat a gaussian per box
+(radius from CornerNet's formula, as CenterPoint), the heatmap loss is the CornerNet/CenterNet
+penalty-reduced focal loss, the box loss an L1 and the direction loss a binary cross-entropy at the
+centre cells.
+
+Why 2θ plus a direction bit (as SECOND's direction classifier) rather than CenterPoint's
+(sin θ, cos θ): a box is the same box turned by π, and a car's points often cannot tell front from
+back. Regressing (sin θ, cos θ) then averages the two answers towards (0, 0), whose angle is noise;
+(sin 2θ, cos 2θ) is the same for both, so the box's axis, which alone decides its IoU, is learnt
+cleanly, and the heading's sign is a separate yes/no question.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from apps.pointcloud.frames import BOX_DIM, CLASSES, VoxelGrid
 
 REGRESSION_CHANNELS: dict[str, int] = {"offset": 2, "z": 1, "size": 3, "rot": 2}
 """Regression branches in the order of the 8 target channels: (off x, off y, z, log dx, log dy,
-log dz, sin yaw, cos yaw)."""
+log dz, sin 2·yaw, cos 2·yaw)."""
 
 HEATMAP_PRIOR = 0.1
 """CenterNet's initial heatmap probability: the logit bias starts at log(0.1 / 0.9) ≈ −2.19."""
@@ -31,7 +39,8 @@ PROBABILITY_CLAMP = 1e-4
 
 class CenterHead(nn.Module):
     """BEV features [B, C, H, W] → dict of maps: heatmap [B, K, H, W] (logits), offset [B, 2, H, W],
-    z [B, 1, H, W], size [B, 3, H, W] (log dx, dy, dz), rot [B, 2, H, W] (sin, cos)."""
+    z [B, 1, H, W], size [B, 3, H, W] (log dx, dy, dz), rot [B, 2, H, W] (sin 2θ, cos 2θ),
+    direction [B, 1, H, W] (logit that the heading is the axis angle + π)."""
 
     def __init__(self, in_channels: int, num_classes: int = 3, head_channels: int = 64) -> None:
         super().__init__()
@@ -40,7 +49,7 @@ class CenterHead(nn.Module):
             nn.BatchNorm2d(head_channels),
             nn.ReLU(inplace=True),
         )
-        outputs = {"heatmap": num_classes, **REGRESSION_CHANNELS}
+        outputs = {"heatmap": num_classes, **REGRESSION_CHANNELS, "direction": 1}
         self.branches = nn.ModuleDict(
             {name: _branch(head_channels, n) for name, n in outputs.items()}
         )
@@ -77,7 +86,8 @@ class CenterTargets:
     heatmap: [B, K, H, W] gaussian peaks (1 at each centre cell).
     index: int64 [B, max_objects] centre cell (row · W + col) of each object slot.
     mask: bool [B, max_objects] which slots hold an object.
-    regression: [B, max_objects, 8] (off x, off y, z, log dx, log dy, log dz, sin, cos).
+    regression: [B, max_objects, 8] (off x, off y, z, log dx, log dy, log dz, sin 2θ, cos 2θ).
+    direction: [B, max_objects] 1.0 where the heading is the axis angle + π (see ``yaw_direction``).
     outside: int64 [B] boxes skipped because their centre lies off the map.
     overflow: int64 [B] boxes skipped because the frame already had max_objects.
     """
@@ -86,6 +96,7 @@ class CenterTargets:
     index: torch.Tensor
     mask: torch.Tensor
     regression: torch.Tensor
+    direction: torch.Tensor
     outside: torch.Tensor
     overflow: torch.Tensor
 
@@ -145,9 +156,27 @@ def _assign_slots(
 
 
 def _regression_targets(boxes: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    """[n, 8] (off x, off y, z, log dx, log dy, log dz, sin, cos) for boxes [n, 7], offset [n, 2]."""
-    yaw = boxes[:, 6:7]
-    return torch.cat([offset, boxes[:, 2:3], boxes[:, 3:6].log(), yaw.sin(), yaw.cos()], dim=1)
+    """[n, 8] (off x, off y, z, log dx, log dy, log dz, sin 2θ, cos 2θ) for boxes [n, 7] and
+    offsets [n, 2]."""
+    twice = 2 * boxes[:, 6:7]
+    return torch.cat([offset, boxes[:, 2:3], boxes[:, 3:6].log(), twice.sin(), twice.cos()], dim=1)
+
+
+def box_axis(sin_twice: torch.Tensor, cos_twice: torch.Tensor) -> torch.Tensor:
+    """The axis angle in (−π/2, π/2] whose double has this (sin, cos): a yaw modulo π."""
+    return torch.atan2(sin_twice, cos_twice) / 2
+
+
+def yaw_direction(yaw: torch.Tensor) -> torch.Tensor:
+    """1.0 where ``yaw`` points against its axis angle (yaw ≡ axis + π), else 0.0."""
+    axis = box_axis((2 * yaw).sin(), (2 * yaw).cos())
+    return (torch.cos(yaw - axis) < 0).float()
+
+
+def heading(axis: torch.Tensor, direction_logit: torch.Tensor) -> torch.Tensor:
+    """Yaw in [−π, π) from the axis angle and the direction logit (> 0: axis + π)."""
+    yaw = axis + math.pi * (direction_logit > 0)
+    return torch.remainder(yaw + math.pi, 2 * math.pi) - math.pi
 
 
 def _check_boxes(boxes: list[torch.Tensor], labels: list[torch.Tensor], num_classes: int) -> None:
@@ -199,6 +228,8 @@ def build_targets(
 
     regression = torch.zeros(batch_size, max_objects, 8, device=device)
     regression[b, slot] = _regression_targets(box, col_row[select] - cell_index[select])
+    direction = torch.zeros(batch_size, max_objects, device=device)
+    direction[b, slot] = yaw_direction(box[:, 6])
     index = torch.zeros(batch_size, max_objects, dtype=torch.long, device=device)
     index[b, slot] = row * width + col
     mask = torch.zeros(batch_size, max_objects, dtype=torch.bool, device=device)
@@ -208,6 +239,7 @@ def build_targets(
         index,
         mask,
         regression,
+        direction,
         outside,
         overflow,
     )
@@ -228,6 +260,13 @@ def _focal_loss(
     return -(pos + neg).sum() / normaliser
 
 
+def _at_objects(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Values of maps [B, C, H, W] at the object slots' cells index [B, max_objects]:
+    [B, max_objects, C] in float32."""
+    flat = maps.float().flatten(2)
+    return flat.gather(2, index[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
+
+
 def _box_loss(
     preds: dict[str, torch.Tensor],
     targets: CenterTargets,
@@ -235,11 +274,19 @@ def _box_loss(
     normaliser: torch.Tensor,
 ) -> torch.Tensor:
     """Weighted L1 of the 8 regression channels at the object slots' cells, over ``normaliser``."""
-    maps = regression_maps(preds).float().flatten(2)  # [B, 8, H·W]
-    index = targets.index[:, None, :].expand(-1, maps.shape[1], -1)
-    gathered = maps.gather(2, index).transpose(1, 2)  # [B, max_objects, 8]
+    gathered = _at_objects(regression_maps(preds), targets.index)  # [B, max_objects, 8]
     error = (gathered - targets.regression).abs() * targets.mask[..., None]
     return (error * code_weights).sum() / normaliser
+
+
+def _direction_loss(
+    preds: dict[str, torch.Tensor], targets: CenterTargets, normaliser: torch.Tensor
+) -> torch.Tensor:
+    """Binary cross-entropy of the direction logits at the object slots' cells, over
+    ``normaliser``."""
+    logits = _at_objects(preds["direction"], targets.index)[..., 0]  # [B, max_objects]
+    error = F.binary_cross_entropy_with_logits(logits, targets.direction, reduction="none")
+    return (error * targets.mask).sum() / normaliser
 
 
 def center_loss(
@@ -247,16 +294,20 @@ def center_loss(
     targets: CenterTargets,
     code_weights: Sequence[float] = (1, 1, 1, 1, 1, 1, 1, 1),
     box_weight: float = 0.25,
+    direction_weight: float = 0.2,
 ) -> dict[str, torch.Tensor]:
-    """{"heatmap": focal loss, "box": L1 loss, "loss": heatmap + box_weight · box}, each normalised
-    by the number of objects (at least 1)."""
+    """{"heatmap": focal loss, "box": L1 loss, "direction": cross-entropy, "loss": heatmap +
+    box_weight · box + direction_weight · direction}, each normalised by the number of objects
+    (at least 1)."""
     if len(code_weights) != 8:
         raise ValueError(f"code_weights needs 8 entries, got {len(code_weights)}")
     num_objects = targets.mask.sum().clamp(min=1).float()
     heatmap = _focal_loss(preds["heatmap"], targets.heatmap, num_objects)
     weights = torch.tensor(code_weights, dtype=heatmap.dtype, device=heatmap.device)
     box = _box_loss(preds, targets, weights, num_objects)
-    return {"heatmap": heatmap, "box": box, "loss": heatmap + box_weight * box}
+    direction = _direction_loss(preds, targets, num_objects)
+    loss = heatmap + box_weight * box + direction_weight * direction
+    return {"heatmap": heatmap, "box": box, "direction": direction, "loss": loss}
 
 
 # --- decoding --------------------------------------------------------------------------------
@@ -280,13 +331,12 @@ def decode(
     k = min(max_detections, flat_scores.shape[1])
     scores, flat = flat_scores.topk(k, dim=1)  # [B, k]
     labels, cells = flat // (height * width), flat % (height * width)
-    maps = regression_maps(preds).float().flatten(2)
-    reg = maps.gather(2, cells[:, None, :].expand(-1, maps.shape[1], -1)).transpose(1, 2)
+    reg = _at_objects(regression_maps(preds), cells)  # [B, k, 8]
+    direction_logit = _at_objects(preds["direction"], cells)[..., 0]
     cell_size = grid.size(scores.device)[:2] * stride
     col_row = torch.stack([cells % width, cells // width], dim=-1).float()
     xy = (col_row + reg[..., 0:2]) * cell_size + grid.lower(scores.device)[:2]
-    yaw = torch.atan2(reg[..., 6], reg[..., 7])
-    yaw = torch.remainder(yaw + math.pi, 2 * math.pi) - math.pi  # [−π, π)
+    yaw = heading(box_axis(reg[..., 6], reg[..., 7]), direction_logit)
     boxes = torch.cat([xy, reg[..., 2:3], reg[..., 3:6].exp(), yaw[..., None]], dim=-1)
     keep = scores >= score_threshold
     return [(boxes[i][keep[i]], scores[i][keep[i]], labels[i][keep[i]]) for i in range(batch_size)]

@@ -37,6 +37,7 @@ class DetectorConfig:
     head_channels: width of the CenterPoint head's convolutions (CenterPoint: 64).
     box_weight: weight of the boxes' L1 loss against the heatmap's focal loss (2.0 in DSVT's and
         OpenPCDet's CenterPoint configs; CenterPoint's own nuScenes config uses 0.25).
+    direction_weight: weight of the heading-direction cross-entropy (SECOND and PointPillars: 0.2).
     """
 
     backbone: Literal["dsvt", "scatterformer"] = "dsvt"
@@ -48,6 +49,7 @@ class DetectorConfig:
     bev_upsample_channels: tuple[int, ...] = (128, 128, 128)
     head_channels: int = 64
     box_weight: float = 2.0
+    direction_weight: float = 0.2
 
 
 class Detector(nn.Module):
@@ -55,7 +57,7 @@ class Detector(nn.Module):
 
     forward(points [N, 4], batch_index [N], batch_size) → the head's maps: ``heatmap`` [B, K, H, W]
     (logits), ``offset`` [B, 2, H, W], ``z`` [B, 1, H, W], ``size`` [B, 3, H, W] (log), ``rot``
-    [B, 2, H, W] (sin, cos). Each stage runs under a profiler label (``pointcloud/<stage>``) for the
+    [B, 2, H, W] (sin 2θ, cos 2θ), ``direction`` [B, 1, H, W] (logit). Each stage runs under a profiler label (``pointcloud/<stage>``) for the
     latency breakdown.
     """
 

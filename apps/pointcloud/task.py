@@ -84,7 +84,10 @@ class PointCloudTask(AppTask):
         targets = build_targets(
             batch.boxes, batch.labels, self.grid, self.model.stride, maps["heatmap"].shape[-2:]
         )
-        losses = center_loss(maps, targets, box_weight=self.model.config.box_weight)
+        config = self.model.config
+        losses = center_loss(
+            maps, targets, box_weight=config.box_weight, direction_weight=config.direction_weight
+        )
         return losses, maps, targets.mask.sum().clamp(min=1)
 
     def training_step(self, batch: PointCloudBatch, batch_idx: int) -> torch.Tensor | None:

@@ -4,7 +4,7 @@ measured, against what, and how to reproduce it (:mod:`core.train.report`).
 
 An app takes part when it has ``apps/<app>/__main__.py`` with ``main(args)`` and
 ``configs/<app>/default.yaml``; ``apps/<app>/demo.py`` declares its ``CARD`` (task, paper numbers,
-baseline). Run from the repository root: ``python -m core.train.demo [--minutes M] [app ...]``.
+baseline), whose ``variants`` are further runs of the app (another model on the same data). Run from the repository root: ``python -m core.train.demo [--minutes M] [app ...]``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from core.train.runs import runs_root
 
 CONFIGS = Path("configs")
 RUN_NAME = "demo"
-TOTAL_MINUTES = 13.0  # training time of all apps together: the demo stays under ~15 minutes
+TOTAL_MINUTES = 13.0  # training time of all runs together: the demo stays under ~15 minutes
 MAX_APP_MINUTES = 4.0
 
 
@@ -52,9 +52,20 @@ def load_card(app: str) -> DemoCard | None:
     return card
 
 
-def budget_minutes(n_apps: int) -> float:
-    """Training minutes per app: ``min(4, 13 / n_apps)``, shrinking as apps are added."""
-    return min(MAX_APP_MINUTES, TOTAL_MINUTES / max(n_apps, 1))
+def demo_cards(app: str) -> list[DemoCard | None]:
+    """The runs the demo makes of ``app``: its card, then the card's variants ([None]: no card)."""
+    card = load_card(app)
+    return [card, *card.variants] if card else [None]
+
+
+def run_name(card: DemoCard | None) -> str:
+    """``demo``, or ``demo-<variant>`` for a variant's run."""
+    return f"{RUN_NAME}-{card.variant}" if card and card.variant else RUN_NAME
+
+
+def budget_minutes(n_runs: int) -> float:
+    """Training minutes per run: ``min(4, 13 / n_runs)``, shrinking as apps are added."""
+    return min(MAX_APP_MINUTES, TOTAL_MINUTES / max(n_runs, 1))
 
 
 def max_time(minutes: float) -> str:
@@ -73,14 +84,16 @@ def invocation_folder(cli: ManyheadsCLI) -> Path:
     return cli.log_dir
 
 
-def run_app(app: str, minutes: float, extra_args: Sequence[str] = ()) -> AppRun:
+def run_app(
+    app: str, card: DemoCard | None, minutes: float, extra_args: Sequence[str] = ()
+) -> AppRun:
     """``fit`` for at most ``minutes``, then ``test --ckpt_path best`` (``last`` when no validation
-    ran), both through the app's CLI under ``runs/<app>/demo/``; ``extra_args`` go to both."""
+    ran), both through the app's CLI under ``runs/<app>/<run_name(card)>/`` with the card's
+    overlays; ``extra_args`` go to both."""
     main = importlib.import_module(f"apps.{app}.__main__").main
-    card = load_card(app)
     configs = [str(CONFIGS / app / "default.yaml"), *(card.overlays if card else ())]
     common = [*(arg for config in configs for arg in ("-c", config)), *extra_args]
-    common += ["--run_name", RUN_NAME]
+    common += ["--run_name", run_name(card)]
     fit_args = ["fit", *common, "--trainer.max_time", max_time(minutes)]
     start = time.perf_counter()
     fitted = main(fit_args)
@@ -130,8 +143,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument(
         "--minutes",
         type=positive_minutes,
-        help=f"training budget per app (default: min({MAX_APP_MINUTES:g}, "
-        f"{TOTAL_MINUTES:g} / number of apps))",
+        help=f"training budget per run (default: min({MAX_APP_MINUTES:g}, "
+        f"{TOTAL_MINUTES:g} / number of runs))",
     )
     parser.add_argument(
         "--extra-args",
@@ -144,17 +157,17 @@ def main(argv: list[str] | None = None) -> Path:
     unknown = sorted(set(args.apps) - set(available))
     if unknown:
         parser.error(f"unknown app(s) {unknown}; available: {available}")
-    apps = args.apps or available
-    minutes = args.minutes or budget_minutes(len(apps))
+    jobs = [(app, card) for app in args.apps or available for card in demo_cards(app)]
+    minutes = args.minutes or budget_minutes(len(jobs))
     rule = (
-        f"min({MAX_APP_MINUTES:g}, {TOTAL_MINUTES:g} / {len(apps)} apps): the demo stays < 15 min"
+        f"min({MAX_APP_MINUTES:g}, {TOTAL_MINUTES:g} / {len(jobs)} runs): the demo stays < 15 min"
     )
     if args.minutes:
         rule = "set with --minutes"
     start = time.perf_counter()
-    runs = [run_app(app, minutes, shlex.split(args.extra_args)) for app in apps]
+    runs = [run_app(app, card, minutes, shlex.split(args.extra_args)) for app, card in jobs]
     header = (
-        f"Budget: {minutes:.3g} min of training per app ({rule}). Total wall time "
+        f"Budget: {minutes:.3g} min of training per run ({rule}). Total wall time "
         f"{time.perf_counter() - start:.0f} s on {machine()}, {time.strftime('%Y-%m-%d')}."
     )
     path = runs_root() / "demo" / "report.md"

@@ -68,6 +68,9 @@ class DemoCard:
         figures: caption by figure name (``figures/test_<name>_step<S>.png``).
         full_run_overlays: config files after ``default.yaml`` for the paper-scale run (none: no
             such section); full_run_note: what that run does and what the paper reports for it.
+        variant: a short name for a card that is a second run of its app (another model on the
+            same data); it trains under ``runs/<app>/demo-<variant>/``.
+        variants: such cards, each run after this one with its own overlays and budget share.
     """
 
     title: str
@@ -79,6 +82,12 @@ class DemoCard:
     figures: dict[str, str] = field(default_factory=dict)
     full_run_overlays: tuple[str, ...] = ()
     full_run_note: str = ""
+    variant: str = ""
+    variants: tuple[DemoCard, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(not card.variant or card.variants for card in self.variants):
+            raise ValueError("each of a card's variants needs a variant name and no variants")
 
 
 @dataclass

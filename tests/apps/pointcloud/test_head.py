@@ -13,10 +13,12 @@ from apps.pointcloud.frames import VoxelGrid
 from apps.pointcloud.head import (
     CenterHead,
     CenterTargets,
+    box_axis,
     build_targets,
     center_loss,
     decode,
     gaussian_radius,
+    heading,
 )
 
 GRID = VoxelGrid(point_range=(0.0, -12.8, -3.0, 25.6, 12.8, 1.0), voxel_size=(0.32, 0.32, 4.0))
@@ -73,12 +75,14 @@ def brute_force_heatmap(
 
 def perfect_predictions(targets: CenterTargets) -> dict[str, torch.Tensor]:
     """Maps a perfect head would output: heatmap logits of the clamped targets, and each slot's
-    regression written at its centre cell."""
+    regression and a confident direction logit written at its centre cell."""
     batch, _, height, width = targets.heatmap.shape
     reg = torch.zeros(batch, 8, height * width)
+    direction = torch.zeros(batch, 1, height * width)
     for b in range(batch):
         slots = targets.mask[b].nonzero().squeeze(1)
         reg[b][:, targets.index[b, slots]] = targets.regression[b, slots].T
+        direction[b, 0, targets.index[b, slots]] = targets.direction[b, slots] * 40 - 20
     reg = reg.view(batch, 8, height, width)
     logits = torch.logit(targets.heatmap.clamp(1e-4, 1 - 1e-4))
     return {
@@ -87,6 +91,7 @@ def perfect_predictions(targets: CenterTargets) -> dict[str, torch.Tensor]:
         "z": reg[:, 2:3],
         "size": reg[:, 3:6],
         "rot": reg[:, 6:8],
+        "direction": direction.view(batch, 1, height, width),
     }
 
 
@@ -169,6 +174,7 @@ def test_decode_keeps_only_local_maxima_above_threshold() -> None:
         "z": torch.zeros(1, 1, 8, 8),
         "size": torch.zeros(1, 3, 8, 8),
         "rot": torch.zeros(1, 2, 8, 8),
+        "direction": torch.zeros(1, 1, 8, 8),
     }
     preds["rot"][:, 1] = 1.0
     [(boxes, scores, labels)] = decode(preds, GRID, STRIDE)
@@ -178,6 +184,53 @@ def test_decode_keeps_only_local_maxima_above_threshold() -> None:
     torch.testing.assert_close(
         boxes[:, :2], torch.tensor([[x0 + 2 * CELL, y0 + 2 * CELL], [x0 + 6 * CELL, y0 + 5 * CELL]])
     )
+
+
+def test_rotation_targets_ignore_a_half_turn_and_the_direction_bit_restores_it() -> None:
+    """A box turned by π is the same box: the regressed (sin 2θ, cos 2θ) agree, the direction
+    targets differ, and axis + direction give back every yaw."""
+    yaw = (torch.rand(500, generator=torch.Generator().manual_seed(11)) * 2 - 1) * math.pi
+    turned = torch.remainder(yaw, 2 * math.pi) - math.pi  # yaw + π wrapped to [−π, π)
+    targets = [
+        build_targets(
+            [_boxes_with_yaw(y)],
+            [torch.zeros(len(y), dtype=torch.long)],
+            GRID,
+            STRIDE,
+            OUT_SHAPE,
+            max_objects=500,
+        )
+        for y in (yaw, turned)
+    ]
+    torch.testing.assert_close(targets[0].regression, targets[1].regression, atol=1e-5, rtol=0)
+    assert torch.equal(targets[0].direction + targets[1].direction, torch.ones(1, 500))
+    for y, t in zip((yaw, turned), targets, strict=True):
+        axis = box_axis(t.regression[0, :, 6], t.regression[0, :, 7])
+        restored = heading(axis, t.direction[0] * 2 - 1)
+        error = torch.remainder(restored - y + math.pi, 2 * math.pi) - math.pi
+        assert error.abs().max() < 1e-4
+
+
+def _boxes_with_yaw(yaw: torch.Tensor) -> torch.Tensor:
+    """Cars [n, 7] at one place with the given yaws (the slots keep their order)."""
+    boxes = torch.tensor([[10.0, 0.0, -1.0, 3.9, 1.6, 1.5, 0.0]]).repeat(len(yaw), 1)
+    boxes[:, 6] = yaw
+    return boxes
+
+
+def test_direction_loss_is_cross_entropy_at_centres() -> None:
+    gen = torch.Generator().manual_seed(12)
+    boxes, labels = random_scene(gen, 5)
+    targets = build_targets([boxes], [labels], GRID, STRIDE, OUT_SHAPE)
+    preds = perfect_predictions(targets)
+    preds["direction"] = torch.randn(1, 1, *OUT_SHAPE, generator=gen)
+    expected = 0.0
+    for slot in targets.mask[0].nonzero().squeeze(1).tolist():
+        logit = float(preds["direction"].flatten()[targets.index[0, slot]])
+        p = 1 / (1 + math.exp(-logit))
+        expected -= math.log(p) if targets.direction[0, slot] == 1 else math.log(1 - p)
+    got = center_loss(preds, targets)["direction"].item()
+    assert got == pytest.approx(expected / len(boxes), rel=1e-5)
 
 
 def direct_focal_loss(logits: np.ndarray, target: np.ndarray, objects: int) -> float:
@@ -212,6 +265,7 @@ def test_focal_loss_vanishes_for_a_perfect_peak_map() -> None:
     losses = center_loss(preds, targets)
     assert losses["heatmap"].item() < 1e-6
     assert losses["box"].item() < 1e-6
+    assert losses["direction"].item() < 1e-6
     assert center_loss(perfect_predictions(targets), targets)["heatmap"].item() > 0.01
 
 
@@ -229,6 +283,7 @@ def test_box_loss_is_weighted_l1_at_centres_and_ignores_masked_slots() -> None:
         "z": reg[:, 2:3],
         "size": reg[:, 3:6],
         "rot": reg[:, 6:8],
+        "direction": torch.randn(2, 1, *OUT_SHAPE, generator=gen),
     }
     weights = torch.rand(8, generator=gen).tolist()
     expected = 0.0
@@ -241,9 +296,8 @@ def test_box_loss_is_weighted_l1_at_centres_and_ignores_masked_slots() -> None:
     expected /= 6
     losses = center_loss(preds, targets, code_weights=weights)
     assert losses["box"].item() == pytest.approx(expected, rel=1e-5)
-    assert losses["loss"].item() == pytest.approx(
-        losses["heatmap"].item() + 0.25 * expected, rel=1e-5
-    )
+    total = losses["heatmap"] + 0.25 * expected + 0.2 * losses["direction"]
+    assert losses["loss"].item() == pytest.approx(total.item(), rel=1e-5)
 
     free = ~targets.mask
     targets.regression[free] = torch.randn(int(free.sum()), 8, generator=gen) * 100
@@ -263,6 +317,7 @@ def test_head_outputs_and_prior() -> None:
         "z": (2, 1, 9, 11),
         "size": (2, 3, 9, 11),
         "rot": (2, 2, 9, 11),
+        "direction": (2, 1, 9, 11),
     }
     bias = head.branches["heatmap"][-1].bias
     torch.testing.assert_close(torch.sigmoid(bias), torch.full((3,), 0.1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -166,6 +167,21 @@ def test_discovery_and_cards_of_apps(extra_apps):
     assert demo.load_card("pointer") is POINTER_CARD
 
 
+def test_a_cards_variants_are_runs_of_their_own():
+    variant = replace(CARD, title="Toy, other model", overlays=("configs/toy/other.yaml",))
+    with pytest.raises(ValueError, match="variant name"):
+        replace(CARD, variants=(variant,))
+    named = replace(variant, variant="other")
+    card = replace(CARD, variants=(named,))
+    assert [demo.run_name(c) for c in (None, card, named)] == ["demo", "demo", "demo-other"]
+    with pytest.raises(ValueError, match="no variants"):
+        replace(CARD, variants=(replace(named, variants=(named,)),))
+    assert demo.demo_cards("pointer") == [POINTER_CARD]
+    pointcloud = demo.demo_cards("pointcloud")
+    assert [demo.run_name(c) for c in pointcloud] == ["demo", "demo-scatterformer"]
+    assert pointcloud[1].overlays == ("configs/pointcloud/scatterformer.yaml",)
+
+
 def test_the_budget_shrinks_as_apps_are_added():
     assert demo.budget_minutes(1) == demo.budget_minutes(3) == 4.0
     assert demo.budget_minutes(4) == pytest.approx(13 / 4)
@@ -231,4 +247,4 @@ def test_the_demo_trains_tests_and_reports_the_pointer_app(tmp_path, monkeypatch
     assert "--run_name demo --ckpt_path best" in text
     assert f"**Go further.** {POINTER_CARD.full_run_note}" in text
     assert "fit -c configs/pointer/default.yaml -c configs/pointer/convex_hull.yaml\n" in text
-    assert "Budget: 1 min of training per app (set with --minutes)." in text
+    assert "Budget: 1 min of training per run (set with --minutes)." in text

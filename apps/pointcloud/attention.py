@@ -84,8 +84,7 @@ def dsvt_groups(model: Detector, recording: Recording, batch: PointCloudBatch) -
     ]
     grid, config = model.grid, model.backbone.config
     voxels = voxelize(batch.points, batch.batch_index, grid, len(batch))
-    wx, wy, wz = config.window_shape
-    window = (wx, wy, min(wz, grid.shape[0]))
+    window = config.window_on(grid.shape)
     centres, frame = voxel_centres(grid, voxels.coords), voxels.coords[:, 0]
     out = []
     for name in dict.fromkeys([names[0], names[-1]] if names else []):

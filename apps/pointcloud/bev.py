@@ -14,12 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.ops import value_checks_enabled
+
 
 def _check_bev_coords(coords: torch.Tensor, batch_size: int, grid_yx: tuple[int, int]) -> None:
-    """ValueError unless coords [V, 4] (b, z, y, x) are unique pillars (z = 0) inside the grid."""
+    """ValueError unless coords [V, 4] (b, z, y, x) are unique pillars (z = 0) inside the grid. The
+    checks of values run where core's ops run theirs (CPU tensors, or the debug switch): on a GPU
+    each would wait for the device."""
     if coords.ndim != 2 or coords.shape[1] != 4:
         raise ValueError(f"coords must be [V, 4] (b, z, y, x), got {tuple(coords.shape)}")
-    if coords.numel() == 0:
+    if coords.numel() == 0 or not value_checks_enabled(coords):
         return
     b, z, y, x = coords.unbind(1)
     if bool((z != 0).any()):

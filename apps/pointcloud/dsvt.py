@@ -65,6 +65,11 @@ class DSVTConfig:
         if any(stride < 2 for stride in self.z_pool_strides):
             raise ValueError(f"z_pool_strides {self.z_pool_strides} must each be ≥ 2")
 
+    def window_on(self, grid_shape: GridShape) -> tuple[int, int, int]:
+        """``window_shape`` (x, y, z) with z capped at the height nz of grid (nz, ny, nx)."""
+        wx, wy, wz = self.window_shape
+        return wx, wy, min(wz, grid_shape[0])
+
 
 class PositionEmbedding(nn.Module):
     """Learned embedding ``[V, d]`` of in-window coordinates centred on the window ``[V, 2 or 3]``
@@ -217,8 +222,7 @@ class _StageSets:
     def __init__(
         self, coords: torch.Tensor, grid_shape: GridShape, config: DSVTConfig, pos_dims: int
     ) -> None:
-        wx, wy, wz = config.window_shape
-        self.window_shape = (wx, wy, min(wz, grid_shape[0]))
+        self.window_shape = config.window_on(grid_shape)
         self.coords, self.grid_shape, self.set_size = coords, grid_shape, config.set_size
         self.pos_dims = pos_dims
         self.cache: dict[bool, tuple[torch.Tensor, tuple[SetPartition, SetPartition]]] = {}

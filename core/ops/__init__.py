@@ -7,7 +7,7 @@ ops use ``[T, H, D]`` + ``cu_seqlens``. Boolean masks mean True = may attend. Ch
 ``MANYHEADS_DEBUG=1``. The naive formulas the ops are tested against live in :mod:`core.ops.naive`.
 """
 
-from core.ops._checks import debug_checks
+from core.ops._checks import debug_checks, value_checks_enabled
 from core.ops._segments import pad_segments, segment_ids
 from core.ops.attention import attention, causal_mask
 from core.ops.backend import resolve_backend
@@ -29,5 +29,6 @@ __all__ = [
     "scattered_linear_attention",
     "segment_ids",
     "segment_softmax",
+    "value_checks_enabled",
     "varlen_attention",
 ]

@@ -57,8 +57,8 @@ class Detector(nn.Module):
 
     forward(points [N, 4], batch_index [N], batch_size) → the head's maps: ``heatmap`` [B, K, H, W]
     (logits), ``offset`` [B, 2, H, W], ``z`` [B, 1, H, W], ``size`` [B, 3, H, W] (log), ``rot``
-    [B, 2, H, W] (sin 2θ, cos 2θ), ``direction`` [B, 1, H, W] (logit). Each stage runs under a profiler label (``pointcloud/<stage>``) for the
-    latency breakdown.
+    [B, 2, H, W] (sin 2θ, cos 2θ), ``direction`` [B, 1, H, W] (logit). Each stage runs under a
+    profiler label (``pointcloud/<stage>``) for the latency breakdown.
     """
 
     def __init__(

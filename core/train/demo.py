@@ -4,7 +4,8 @@ measured, against what, and how to reproduce it (:mod:`core.train.report`).
 
 An app takes part when it has ``apps/<app>/__main__.py`` with ``main(args)`` and
 ``configs/<app>/default.yaml``; ``apps/<app>/demo.py`` declares its ``CARD`` (task, paper numbers,
-baseline), whose ``variants`` are further runs of the app (another model on the same data). Run from the repository root: ``python -m core.train.demo [--minutes M] [app ...]``.
+baseline), whose ``variants`` are further runs of the app (another model on the same data). Run
+from the repository root: ``python -m core.train.demo [--minutes M] [app ...]``.
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ from torch import nn
 from torch.profiler import record_function
 from torch.utils.checkpoint import checkpoint
 
+from apps.pointcloud.frames import GridShape
 from apps.pointcloud.sets import SetPartition, partition_sets
 from core.nn.attention import MultiHeadAttention
 
-GridShape = tuple[int, int, int]  # (nz, ny, nx)
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 

@@ -18,6 +18,9 @@ CLASSES: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")
 BOX_DIM = 7
 """(x, y, z, dx, dy, dz, yaw)."""
 
+GridShape = tuple[int, int, int]
+"""Voxels along (z, y, x): (nz, ny, nx)."""
+
 
 @dataclass
 class Frame:
@@ -63,7 +66,7 @@ class VoxelGrid:
             raise ValueError(f"voxel_size {self.voxel_size} must be positive")
 
     @property
-    def shape(self) -> tuple[int, int, int]:
+    def shape(self) -> GridShape:
         """(nz, ny, nx): voxels along z, y and x (extents rounded to whole voxels)."""
         lo, hi = self.point_range[:3], self.point_range[3:]
         nx, ny, nz = (

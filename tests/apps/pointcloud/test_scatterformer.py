@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from apps.pointcloud.depthwise import DepthwiseSubMConv3d, submanifold_rulebook
 from apps.pointcloud.scatterformer import (
     CrossWindowInteraction,
-    DepthwiseSubMConv3d,
     Layout,
     ScatterFormer,
     ScatterFormerConfig,
@@ -93,7 +93,7 @@ def test_depthwise_conv_matches_dense_grouped_conv(kernel: tuple[int, int, int])
     padding = tuple(size // 2 for size in kernel)
     expected = F.conv3d(dense, weight, padding=padding, groups=channels)
     b, z, y, xi = coords.unbind(1)
-    actual = conv(x, layout_of(coords, grid))
+    actual = conv(x, submanifold_rulebook(coords, grid, 2, kernel))
     torch.testing.assert_close(actual, expected[b, :, z, y, xi], atol=1e-5, rtol=1e-5)
 
 

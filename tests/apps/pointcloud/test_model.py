@@ -11,8 +11,9 @@ from apps.pointcloud.dsvt import DSVTConfig
 from apps.pointcloud.frames import VoxelGrid
 from apps.pointcloud.head import build_targets, center_loss
 from apps.pointcloud.model import Detector, DetectorConfig, per_class_nms
+from apps.pointcloud.raycast import Sensor
 from apps.pointcloud.scatterformer import ScatterFormerConfig
-from apps.pointcloud.simulate import Sensor, simulate_frame
+from apps.pointcloud.simulate import simulate_frame
 
 GRID = VoxelGrid((0.0, -12.8, -3.0, 25.6, 12.8, 1.0), (0.32, 0.32, 4.0))
 TINY = DetectorConfig(

@@ -12,15 +12,9 @@ from shapely import affinity
 from shapely.geometry import Point
 from shapely.geometry import box as shapely_rectangle
 
+from apps.pointcloud.raycast import SENSOR_HEIGHT, Sensor, cast_rays
 from apps.pointcloud.readers import read_image_set, read_kitti_frame
-from apps.pointcloud.simulate import (
-    SENSOR_HEIGHT,
-    Sensor,
-    cast_rays,
-    in_camera_view,
-    simulate_frame,
-    simulate_kitti,
-)
+from apps.pointcloud.simulate import in_camera_view, simulate_frame, simulate_kitti
 
 SMALL = Sensor(azimuth_steps=360)  # a quarter of the azimuth steps: fast, same geometry
 SPLITS = {"train": 3, "val": 2}

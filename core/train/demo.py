@@ -30,7 +30,7 @@ from core.train.runs import runs_root
 CONFIGS = Path("configs")
 RUN_NAME = "demo"
 TOTAL_MINUTES = 13.0  # training time of all runs together: the demo stays under ~15 minutes
-MAX_APP_MINUTES = 4.0
+MAX_RUN_MINUTES = 4.0
 
 
 def discover_apps() -> list[str]:
@@ -66,7 +66,7 @@ def run_name(card: DemoCard | None) -> str:
 
 def budget_minutes(n_runs: int) -> float:
     """Training minutes per run: ``min(4, 13 / n_runs)``, shrinking as apps are added."""
-    return min(MAX_APP_MINUTES, TOTAL_MINUTES / max(n_runs, 1))
+    return min(MAX_RUN_MINUTES, TOTAL_MINUTES / max(n_runs, 1))
 
 
 def max_time(minutes: float) -> str:
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument(
         "--minutes",
         type=positive_minutes,
-        help=f"training budget per run (default: min({MAX_APP_MINUTES:g}, "
+        help=f"training budget per run (default: min({MAX_RUN_MINUTES:g}, "
         f"{TOTAL_MINUTES:g} / number of runs))",
     )
     parser.add_argument(
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> Path:
     jobs = [(app, card) for app in args.apps or available for card in demo_cards(app)]
     minutes = args.minutes or budget_minutes(len(jobs))
     rule = (
-        f"min({MAX_APP_MINUTES:g}, {TOTAL_MINUTES:g} / {len(jobs)} runs): the demo stays < 15 min"
+        f"min({MAX_RUN_MINUTES:g}, {TOTAL_MINUTES:g} / {len(jobs)} runs): the demo stays < 15 min"
     )
     if args.minutes:
         rule = "set with --minutes"

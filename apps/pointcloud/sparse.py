@@ -6,9 +6,10 @@ any code that builds sparse convolutions through it can train on the CPU, with r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import spconv.pytorch as spconv
 import torch
@@ -57,6 +58,17 @@ def enable_cpu_backward() -> None:
             module.get_current_stream = patched
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Within this block torch's CPU ops use ``count`` threads; the previous number is restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _one_thread_on_cpu(original: Callable[..., object]) -> Callable[..., object]:
     """Wrap a spconv op so it runs with one torch thread when its first tensor is on the CPU."""
 
@@ -64,12 +76,8 @@ def _one_thread_on_cpu(original: Callable[..., object]) -> Callable[..., object]
     def serialised(features: torch.Tensor, *args: object, **kwargs: object) -> object:
         if features.is_cuda:
             return original(features, *args, **kwargs)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             return original(features, *args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
 
     serialised.one_thread_shim = True  # type: ignore[attr-defined]
     return serialised

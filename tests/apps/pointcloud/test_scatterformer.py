@@ -20,7 +20,7 @@ from apps.pointcloud.scatterformer import (
     implied_weights,
     partition_windows,
 )
-from apps.pointcloud.sparse import sparse_tensor, to_dense
+from apps.pointcloud.sparse import sparse_tensor, to_dense, torch_threads
 from tests.apps.pointcloud.voxels import random_coords
 
 D, HEADS, IN_CHANNELS, EPS = 16, 2, 5, 1e-6
@@ -238,10 +238,8 @@ def test_implied_weights_sum_to_one_and_reproduce_attention() -> None:
 def one_thread():
     """CPU ``index_add`` sums in thread order, and SLA's division by φ(q)·z + 1e-6 can blow the
     last-bit differences between two forwards of one input past any tolerance: one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def test_layer_queries_keys_are_those_the_layer_sees(one_thread) -> None:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from spconv.pytorch import cppcore
 
-from apps.pointcloud.sparse import enable_cpu_backward, sparse_tensor, to_dense
+from apps.pointcloud.sparse import enable_cpu_backward, sparse_tensor, to_dense, torch_threads
 
 SHAPE = (6, 7, 8)  # (nz, ny, nx)
 BATCH = 2
@@ -134,9 +134,7 @@ def test_backward_fails_without_the_shim(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_strided_conv_is_right_on_two_threads() -> None:
     """spconv's CPU ``indice_conv`` races with several torch threads (wrong sums where inputs share
     an output site); the shim serialises it. Without the shim most of these trials fail."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         for _ in range(20):
             generator = torch.Generator().manual_seed(2)
             conv = seeded_conv(spconv.SparseConv3d(IN_CH, OUT_CH, 3, 2, padding=1), generator)
@@ -146,5 +144,3 @@ def test_strided_conv_is_right_on_two_threads() -> None:
             weight = conv.weight.permute(0, 4, 1, 2, 3)
             dense = F.conv3d(densify(features, coords), weight, conv.bias, stride=2, padding=1)
             torch.testing.assert_close(out.features, at_sites(dense, out.indices))
-    finally:
-        torch.set_num_threads(threads)

@@ -15,9 +15,9 @@ its rows built outside the step as the datamodule's collate does) beside our SAS
 config with either loss.
 
 Evaluation ranks every item for a batch of 512 users (d 64, 2 blocks, length 50, a 50-item history
-each), in eval mode under ``torch.inference_mode()``. Ours: ``RecsysTask.rank`` (forward, latest
-position, scores of every item, ``mask_seen``, ``target_ranks``, ``topk(20)``). Peer: its
-``log2feats(seqs)[:, -1] @ item_emb.weight.T``, and its own ``predict`` with every item id 0..N as the
+each), in eval mode under ``torch.inference_mode()``. Ours: ``RecsysTask.latest_scores`` (forward,
+latest position, scores of every item), then ``mask_seen``, ``target_ranks`` and ``topk(20)``.
+Peer: its ``log2feats(seqs)[:, -1] @ item_emb.weight.T``, and its own ``predict`` with every item id 0..N as the
 candidates (0 stands for padding, so column j is item j), each followed by our masking and ranking code.
 
 Peak memory of one step (each in a fresh process, :func:`benchmarks._harness.peak_mib`): MQSA-TED at
@@ -222,7 +222,7 @@ def ours_eval(items: int) -> Callable[[], None]:
 
     def evaluate() -> None:
         with torch.inference_mode():
-            net.rank(batch)
+            ranked(net.latest_scores(batch), batch.seen, batch.target)
 
     return evaluate
 

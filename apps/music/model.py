@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from apps.music.tokens import PAD
-from core.nn import KVCache, SinusoidalPositionalEncoding, TransformerDecoder
+from core.nn import Dropout, KVCache, SinusoidalPositionalEncoding, TransformerDecoder
 from core.nn import TransformerDecoderLayer as DecoderLayer
 
 
@@ -69,7 +69,7 @@ class MusicTransformer(nn.Module):
             if config.absolute_positions or not config.relative
             else None
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         layer = partial(
             DecoderLayer,
             d_model=d,

@@ -21,6 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from apps.pointcloud.frames import GridShape
 from apps.pointcloud.sets import SetPartition, partition_sets
+from core.nn import Dropout
 from core.nn.attention import MultiHeadAttention
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
@@ -109,11 +110,11 @@ class SetAttention(nn.Module):
         self.ffn = nn.Sequential(
             nn.Linear(d_model, d_ffn),
             ACTIVATIONS[activation](),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(d_ffn, d_model),
         )
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, part: SetPartition) -> torch.Tensor:
         x_tok = x[part.tokens]

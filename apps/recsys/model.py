@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.nn import FeedForward, MultiHeadAttention, key_padding_to_attention_mask
+from core.nn import Dropout, FeedForward, MultiHeadAttention, key_padding_to_attention_mask
 
 LAYER_NORM_EPS = 1e-8  # SASRec's
 EMBEDDING_STD = 0.01  # the official code's N(0, 0.01²) for item and position embeddings
@@ -75,7 +75,7 @@ class QueryBlock(nn.Module):
         self.attention = MultiHeadAttention(d, config.n_heads, dropout=config.dropout)
         self.ffn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
         self.ffn = FeedForward(d, d, config.dropout)  # SASRec's FFN is d → d → d
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         query = self.query_norm(last_items_mean(x, valid, self.query_length))
@@ -120,7 +120,7 @@ class MQSA(nn.Module):
         self.item_embedding = nn.Embedding(num_items + 1, d, padding_idx=0)
         self.position_embedding = nn.Parameter(torch.randn(max_len, d) * EMBEDDING_STD)
         nn.init.normal_(self.item_embedding.weight[1:], std=EMBEDDING_STD)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.short = QueryBranch(config, 1)
         self.long = None if config.long_query is None else QueryBranch(config, config.long_query)
 

@@ -125,9 +125,13 @@ class RecsysTask(AppTask):
         return negatives
 
     # evaluation
+    def latest_scores(self, batch: EvalBatch) -> torch.Tensor:
+        """Scores ``[B, N + 1]`` of every item (column 0 the padding) as each user's next item,
+        from the latest position of their history."""
+        return self.model.scores(self.model(batch.items)[:, -1])
+
     def _evaluate(self, batch: EvalBatch, stage: str) -> None:
-        hidden = self.model(batch.items)[:, -1]
-        scores = self.model.scores(hidden)  # [B, N + 1], column 0 the padding
+        scores = self.latest_scores(batch)
         # the full-softmax loss from these scores, before ranking masks the seen items in them
         target = scores.gather(1, batch.target[:, None])[:, 0]
         self.log_loss(stage, (torch.logsumexp(scores[:, 1:], -1) - target).mean(), len(batch))
@@ -157,8 +161,7 @@ class RecsysTask(AppTask):
 
     # predictions
     def predict_step(self, batch: EvalBatch, batch_idx: int) -> list[tuple[str, list[Any]]]:
-        hidden = self.model(batch.items)[:, -1]
-        scores = mask_seen(self.model.scores(hidden), batch.seen, batch.target)
+        scores = mask_seen(self.latest_scores(batch), batch.seen, batch.target)
         best = scores.topk(min(self.predict_top, self.model.num_items))
         return [
             (user, list(zip(ids.tolist(), values.tolist(), strict=True)))

@@ -25,6 +25,7 @@ from apps.scanpath.cnn import CropCNN
 from apps.scanpath.positional import gaussian_position_codes
 from apps.scanpath.scenes import cell_index
 from core.nn import (
+    Dropout,
     SinusoidalPositionalEncoding,
     TransformerDecoder,
     TransformerDecoderLayer,
@@ -125,7 +126,7 @@ class OAT(nn.Module):
         self.target_flag = nn.Parameter(torch.randn(half) / half**0.5)
         self.bos_appearance = nn.Parameter(torch.randn(half) / half**0.5)
         self.step_positions = SinusoidalPositionalEncoding(d)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         layer = dict(d_model=d, n_heads=config.n_heads, d_ff=config.d_ff, dropout=config.dropout)
         self.encoder = TransformerEncoder(
             partial(TransformerEncoderLayer, **layer), config.encoder_layers

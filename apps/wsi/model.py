@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.nn import AttentionPool
+from core.nn import AttentionPool, Dropout
 from core.ops import pad_segments, segment_ids
 
 
@@ -77,7 +77,7 @@ class ACMIL(nn.Module):
         self.pool = AttentionPool(
             config.inner_dim, config.attention_dim, config.n_branches, gated=config.gated
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         # K classifiers as one batched weight: branch k's logits are W_k z_k + b_k
         bound = config.inner_dim**-0.5
         shape = (config.n_branches, n_classes, config.inner_dim)

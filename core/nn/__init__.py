@@ -2,6 +2,7 @@
 
 from core.nn.attention import MultiHeadAttention, key_padding_to_attention_mask
 from core.nn.cache import KVCache
+from core.nn.dropout import Dropout
 from core.nn.pointer import PointerAttention
 from core.nn.pooling import AttentionPool
 from core.nn.positional import LearnedPositionalEncoding, SinusoidalPositionalEncoding
@@ -15,6 +16,7 @@ from core.nn.transformer import (
 
 __all__ = [
     "AttentionPool",
+    "Dropout",
     "FeedForward",
     "KVCache",
     "LearnedPositionalEncoding",

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from core.nn.cache import KVCache
+from core.nn.dropout import Dropout
 from core.ops import attention, causal_mask, relative_attention, varlen_attention
 from core.ops._checks import check_mask
 from core.ops.relative_attention import relative_logits_last
@@ -182,7 +183,7 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(self.kv_dim, inner, bias=bias)
         self.v_proj = nn.Linear(self.kv_dim, inner, bias=bias)
         self.out_proj = nn.Linear(inner, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rel_emb: nn.Parameter | None = None
         if max_relative_position is not None:
             rows = (

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from core.nn.attention import RECORDER
+from core.nn.dropout import Dropout
 from core.ops import attention_pool
 
 
@@ -42,7 +43,7 @@ class AttentionPool(nn.Module):
         self.attention_V = nn.Linear(in_dim, hidden_dim)
         self.attention_U = nn.Linear(in_dim, hidden_dim) if gated else None
         self.attention_w = nn.Linear(hidden_dim, n_branches, bias=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         """Unnormalised attention scores ``[..., K]`` of instances ``h [..., D]``."""

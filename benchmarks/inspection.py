@@ -6,6 +6,10 @@ under ``no_grad``, at L = 1024 and 4096 (and L = 64, where a fixed per-forward c
 - **stats ÷ plain**: a forward inside ``core.inspect.record(mha)`` (statistics mode: weights
   materialised a block of queries at a time, then entropy, top-k, distance, sinks) against the same
   forward outside it. Goal ≤ 1.5×.
+- **floor ÷ plain**: the weights alone, with no statistic: ``softmax(q kᵀ/√d) v`` as three ops a
+  block of queries at a time (the blocks of the stats forward), projections included. Any recording
+  that materialises the weights through PyTorch ops pays this much; the stats forward adds its
+  statistics on top.
 - **peak memory** of each, against the size of one layer's weights ``[B, H, L, L]`` fp32. Goal: the
   stats forward needs no more than that.
 - **inactive overhead**: the module's forward (``core.inspect`` imported, nothing recording) against the
@@ -31,13 +35,14 @@ from benchmarks._harness import (
     serve_peak_request,
 )
 from core.inspect import record
+from core.inspect.blocks import ScoreBlocks
 from core.nn import MultiHeadAttention
 from core.nn.attention import RECORDER
 from core.ops import attention
 
 D_MODEL, HEADS, BATCH = 256, 8, 1
 LENGTHS = (64, 1024, 4096)
-METHODS = ("plain", "stats", "no hook")
+METHODS = ("plain", "stats", "no hook", "floor")
 ROUNDS = 3  # the methods alternate this many times; the best median of each is kept
 
 
@@ -51,6 +56,20 @@ def without_hook(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
     return mha.out_proj(out.transpose(1, 2).flatten(-2))
 
 
+def weights_floor(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
+    """The module's forward with its weights materialised by query blocks and nothing recorded."""
+    q, k, v = (
+        proj(x).unflatten(-1, (mha.n_heads, mha.d_head)).transpose(1, 2)
+        for proj in (mha.q_proj, mha.k_proj, mha.v_proj)
+    )
+    k_t = k.transpose(-1, -2) * mha.d_head**-0.5
+    step = ScoreBlocks(q, k).rows_per_block
+    out = torch.cat(
+        [torch.softmax(q[:, :, i : i + step] @ k_t, -1) @ v for i in range(0, q.shape[2], step)], 2
+    )
+    return mha.out_proj(out.transpose(1, 2).flatten(-2))
+
+
 def check_ns() -> float:
     """Nanoseconds of the recorder check the modules run in every forward."""
     timer = tbench.Timer(stmt="slot.active is not None", globals={"slot": RECORDER})
@@ -58,7 +77,7 @@ def check_ns() -> float:
 
 
 def build(case: str) -> Callable[[], None]:
-    """A forward closure for ``"<plain|stats|no hook>/<L>"`` with fresh random inputs."""
+    """A forward closure for ``"<plain|stats|no hook|floor>/<L>"`` with fresh random inputs."""
     method, length = case.split("/")
     torch.manual_seed(int(length))
     mha = MultiHeadAttention(D_MODEL, HEADS, backend="reference").eval()
@@ -71,6 +90,8 @@ def build(case: str) -> Callable[[], None]:
                 mha(x)
         elif method == "plain":
             mha(x)
+        elif method == "floor":
+            weights_floor(mha, x)
         else:
             without_hook(mha, x)
 
@@ -87,12 +108,12 @@ def main() -> None:
         for _ in range(ROUNDS):  # interleaved, so a burst of other work cannot favour one method
             for method, run in runs.items():
                 best[method] = min(best[method], median_ms(run))
-        t_plain, t_stats, t_bare = (best[method] for method in METHODS)
+        t_plain, t_stats, t_bare, t_floor = (best[method] for method in METHODS)
         m_plain, m_stats = (peak_mib(__file__, f"{m}/{length}") for m in METHODS[:2])
         weights_mib = BATCH * HEADS * length**2 * 4 / 2**20
         overhead = 100.0 * (t_plain / t_bare - 1.0)
         check_share = 100.0 * check * 1e-6 / t_plain
-        times = [length, t_plain, t_stats, t_stats / t_plain]
+        times = [length, t_plain, t_stats, t_stats / t_plain, t_floor / t_plain]
         rows.append([*times, m_plain, m_stats, weights_mib, overhead, check_share])
     print(
         f"\n### Attention inspection, CPU ({THREADS} threads), MultiHeadAttention d_model={D_MODEL} "
@@ -103,6 +124,7 @@ def main() -> None:
         "plain ms",
         "stats ms",
         "stats ÷ plain",
+        "floor ÷ plain",
         "plain MiB",
         "stats MiB",
         "one layer's weights MiB",

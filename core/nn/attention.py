@@ -15,7 +15,7 @@ from torch import nn
 from core.nn.cache import KVCache
 from core.nn.dropout import Dropout
 from core.ops import attention, causal_mask, relative_attention, varlen_attention
-from core.ops._checks import check_mask
+from core.ops._checks import check_finite, check_mask, checked_already
 from core.ops.relative_attention import relative_logits_last
 
 RelativeKind = Literal["bidirectional", "causal"]
@@ -342,7 +342,10 @@ class MultiHeadAttention(nn.Module):
         else:
             # one new token is the last position: it sees every cached key, so no causal mask
             causal = q.shape[2] > 1
-            out = attention(q, k, v, mask=mask, bias=attn_bias, causal=causal, backend=self.backend)
+            with checked_already(k, v):  # by the cache, each entry once
+                out = attention(
+                    q, k, v, mask=mask, bias=attn_bias, causal=causal, backend=self.backend
+                )
         return self._merge(out.transpose(1, 2))
 
     def _forward_cached_context(
@@ -359,7 +362,10 @@ class MultiHeadAttention(nn.Module):
             check_features("context", context, 3, "[B, S, kv_dim]", self.kv_dim)
             heads = (self.n_heads, self.d_head)
             k = self.k_proj(context).unflatten(-1, heads).transpose(1, 2)
-            cache.context = (k, self.v_proj(context).unflatten(-1, heads).transpose(1, 2))
+            v = self.v_proj(context).unflatten(-1, heads).transpose(1, 2)
+            check_finite("context keys", k)  # once: later steps reuse them unchecked
+            check_finite("context values", v)
+            cache.context = (k, v)
         k, v = cache.context
         q = self.q_proj(x).unflatten(-1, (self.n_heads, self.d_head)).transpose(1, 2)
         recorder = RECORDER.active
@@ -368,7 +374,8 @@ class MultiHeadAttention(nn.Module):
                 self, q, k, v, mask=mask, bias=attn_bias, causal=False, self_attention=False
             )
         else:
-            out = attention(q, k, v, mask=mask, bias=attn_bias, backend=self.backend)
+            with checked_already(k, v):
+                out = attention(q, k, v, mask=mask, bias=attn_bias, backend=self.backend)
         return self._merge(out.transpose(1, 2))
 
     def _relative(

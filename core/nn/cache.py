@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from core.ops._checks import check_finite
+
 
 class KVCache:
     """Keys and values of the tokens decoded so far, for one decoder layer.
@@ -43,7 +45,9 @@ class KVCache:
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store ``k, v [B, H, l, d_head]`` after the cached positions; return every cached key
-        and value ``[B, H, length, d_head]`` (views of the buffers, the new ones included)."""
+        and value ``[B, H, length, d_head]`` (views of the buffers, the new ones included). The new
+        entries' values are checked here (NaN/inf), so that attention over the cache need not
+        re-read the old ones (:func:`core.ops.checked_already`)."""
         start, stop = self.length, self.length + k.shape[2]
         if k.shape[:2] != self.k.shape[:2] or k.shape[3] != self.k.shape[3] or k.shape != v.shape:
             raise ValueError(
@@ -55,6 +59,8 @@ class KVCache:
                 f"cache is full: {start} cached + {k.shape[2]} new positions exceed its capacity "
                 f"{self.capacity}; build it with a larger capacity"
             )
+        check_finite("k", k)  # once per entry: decoding steps pass the whole cache unchecked
+        check_finite("v", v)
         self.k[:, :, start:stop] = k
         self.v[:, :, start:stop] = v
         self.length = stop

@@ -7,7 +7,7 @@ ops use ``[T, H, D]`` + ``cu_seqlens``. Boolean masks mean True = may attend. Ch
 ``MANYHEADS_DEBUG=1``. The naive formulas the ops are tested against live in :mod:`core.ops.naive`.
 """
 
-from core.ops._checks import debug_checks, value_checks_enabled
+from core.ops._checks import checked_already, debug_checks, value_checks_enabled
 from core.ops._segments import pad_segments, segment_ids
 from core.ops.attention import attention, causal_mask
 from core.ops.backend import resolve_backend
@@ -21,6 +21,7 @@ __all__ = [
     "attention",
     "attention_pool",
     "causal_mask",
+    "checked_already",
     "debug_checks",
     "pad_segments",
     "pointer_attention",

@@ -19,6 +19,7 @@ from torch import Tensor
 
 DEBUG_ENV_VAR = "MANYHEADS_DEBUG"
 _debug_requested: ContextVar[bool] = ContextVar("manyheads_debug_checks", default=False)
+_checked_already: ContextVar[tuple[Tensor, ...]] = ContextVar("manyheads_checked", default=())
 
 
 @contextlib.contextmanager
@@ -31,14 +32,26 @@ def debug_checks() -> Iterator[None]:
         _debug_requested.reset(token)
 
 
+@contextlib.contextmanager
+def checked_already(*tensors: Tensor) -> Iterator[None]:
+    """Within this block the ops skip the value checks of these tensors (the very objects): for a
+    caller that checked their values itself. A decoding step passes its whole key/value cache to
+    the op, and re-reading every cached entry at every step would cost O(L) a token for entries
+    that were checked once, as they were added (:meth:`core.nn.KVCache.append`)."""
+    token = _checked_already.set(_checked_already.get() + tensors)
+    try:
+        yield
+    finally:
+        _checked_already.reset(token)
+
+
 def value_checks_enabled(x: Tensor) -> bool:
     """True when checks that read the values of ``x`` should run: ``x`` is on the CPU (reading it is
-    free), or the debug switch is on (``MANYHEADS_DEBUG=1`` or :func:`debug_checks`)."""
-    return (
-        x.device.type == "cpu"
-        or _debug_requested.get()
-        or os.environ.get(DEBUG_ENV_VAR, "0") == "1"
-    )
+    free) and not under :func:`checked_already`, or the debug switch is on (``MANYHEADS_DEBUG=1`` or
+    :func:`debug_checks`)."""
+    if _debug_requested.get() or os.environ.get(DEBUG_ENV_VAR, "0") == "1":
+        return True
+    return x.device.type == "cpu" and not any(x is t for t in _checked_already.get())
 
 
 def check_rank(name: str, x: Tensor, rank: int, layout: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core.nn import KVCache, MultiHeadAttention, TransformerDecoder, TransformerDecoderLayer
+from core.ops._checks import check_finite as check_finite_in_ops
 
 
 def decoder(max_relative_position: int | None) -> TransformerDecoder:
@@ -94,3 +95,35 @@ def test_cross_attention_projects_the_memory_once_and_decodes_the_same(
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
     assert projections == 2  # once per layer, not once per step
     assert all(c.context is not None and c.context[0].shape == (2, 2, 5, 8) for c in caches)
+
+
+def test_the_cache_checks_each_new_entry_and_decoding_skips_the_old_ones(
+    gen: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MANYHEADS_DEBUG", raising=False)
+    cache = KVCache(1, 2, 4, 4)
+    good = torch.randn(1, 2, 1, 4, generator=gen)
+    with pytest.raises(ValueError, match="k contains NaN or inf"):
+        cache.append(good.clone().fill_(float("nan")), good)
+    with pytest.raises(ValueError, match="v contains NaN or inf"):
+        cache.append(good, good.clone().fill_(float("inf")))
+    assert cache.length == 0  # a refused entry is not stored
+
+    model = decoder(3)
+    caches = model.new_caches(1, capacity=8)
+    tokens = torch.randn(1, 8, 16, generator=gen)
+    model(tokens[:, :4], caches=caches)
+    checked = []
+    original = check_finite_in_ops.__globals__["value_checks_enabled"]
+
+    def spy(x: torch.Tensor) -> bool:
+        enabled = original(x)
+        checked.append((tuple(x.shape), enabled))
+        return enabled
+
+    monkeypatch.setitem(check_finite_in_ops.__globals__, "value_checks_enabled", spy)
+    model(tokens[:, 4:5], caches=caches)
+    whole_cache = [enabled for shape, enabled in checked if shape == (1, 2, 5, 8)]
+    new_entry = [enabled for shape, enabled in checked if shape == (1, 2, 1, 8)]
+    assert whole_cache and not any(whole_cache)  # the 5 cached keys/values are not re-read
+    assert new_entry and all(new_entry)  # the new token's q, k, v are

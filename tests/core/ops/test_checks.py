@@ -4,7 +4,7 @@ debugging; shape and dtype checks always run."""
 import pytest
 import torch
 
-from core.ops import debug_checks
+from core.ops import checked_already, debug_checks
 from core.ops._checks import (
     check_cu_seqlens,
     check_finite,
@@ -66,3 +66,17 @@ def test_finite_values_whose_sum_overflows_pass(dtype):
     check_finite("q", torch.full((8, 2), big, dtype=dtype)[::2].t())  # strided, as a cache view
     with pytest.raises(ValueError, match="q contains NaN or inf"):
         check_finite("q", torch.tensor([big, -big, float("inf")], dtype=dtype))
+
+
+def test_checked_already_skips_only_the_named_tensors(monkeypatch):
+    monkeypatch.delenv("MANYHEADS_DEBUG", raising=False)
+    cache, other = torch.zeros(3), torch.zeros(3)
+    with checked_already(cache):
+        assert not value_checks_enabled(cache)
+        assert value_checks_enabled(other)
+        assert value_checks_enabled(cache.view(3))  # another object: checked as usual
+        with debug_checks():
+            assert value_checks_enabled(cache)
+    assert value_checks_enabled(cache)
+    with checked_already(cache), pytest.raises(ValueError, match="NaN or inf"):
+        check_finite("q", other.fill_(float("inf")))

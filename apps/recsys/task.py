@@ -38,6 +38,13 @@ class Example:
     teacher: list[tuple[int, float]] | None
 
 
+def occurs_in_row(sorted_rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Boolean ``[B, T]``: whether ``values[b, t]`` is one of ``sorted_rows[b]`` (``[B, L]``,
+    ascending): O(B·T·log L) by binary search, not the O(B·T·L) of comparing every pair."""
+    index = torch.searchsorted(sorted_rows, values).clamp_(max=sorted_rows.shape[-1] - 1)
+    return sorted_rows.gather(-1, index) == values
+
+
 class RecsysTask(AppTask):
     """Train :class:`MQSA` for next-item prediction; rank all items at evaluation.
 
@@ -115,10 +122,9 @@ class RecsysTask(AppTask):
         input items or the position's target (SASRec's sampler, vectorised)."""
         items, n = batch.items, self.model.num_items
         negatives = torch.randint(1, n + 1, items.shape, device=items.device)
+        inputs = items.sort(-1).values  # each negative is looked up by a binary search in its row
         for _ in range(NEGATIVE_REDRAWS):
-            clash = (negatives[..., None] == items[:, None, :]).any(-1) | (
-                negatives == batch.targets
-            )
+            clash = occurs_in_row(inputs, negatives) | (negatives == batch.targets)
             if not clash.any():
                 break
             negatives[clash] = torch.randint(1, n + 1, (int(clash.sum()),), device=items.device)

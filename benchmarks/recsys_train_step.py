@@ -17,8 +17,9 @@ config with either loss.
 Evaluation ranks every item for a batch of 512 users (d 64, 2 blocks, length 50, a 50-item history
 each), in eval mode under ``torch.inference_mode()``. Ours: ``RecsysTask.latest_scores`` (forward,
 latest position, scores of every item), then ``mask_seen``, ``target_ranks`` and ``topk(20)``.
-Peer: its ``log2feats(seqs)[:, -1] @ item_emb.weight.T``, and its own ``predict`` with every item id 0..N as the
-candidates (0 stands for padding, so column j is item j), each followed by our masking and ranking code.
+Peer: its ``log2feats(seqs)[:, -1] @ item_emb.weight.T``, and its own ``predict`` with every item id
+0..N as the candidates (0 stands for padding, so column j is item j), each followed by our masking
+and ranking code.
 
 Peak memory of one step (each in a fresh process, :func:`benchmarks._harness.peak_mib`): MQSA-TED at
 100k items, set against the dense loss tensors of the official TF MQSA-TED (computed, not run), and

@@ -3,7 +3,8 @@
 ``torch.nn.Dropout`` on the CPU draws one float per element (``bernoulli_``), and that drawing is the
 largest single cost of a small transformer's training step there (a third of a SASRec step, a third
 of STTN's at 1,000 sensors). Here a 64-bit word of the default generator is cut into four int16
-lanes and an element is kept when its lane is at least a threshold: about 6× cheaper per element.
+lanes and an element is kept when its lane is at least a threshold. Drawing a mask this way is about
+5× cheaper, and a dropout's forward and backward together about 2.5× (``[12800, 64]``, 2 threads).
 
 The drop probability is rounded to a multiple of 1/65,536 (p = 0.2 drops 13,107/65,536 = 0.199997)
 and kept elements are scaled by 65,536 / (kept levels), so ``E[dropout(x)] = x`` exactly. Masks come

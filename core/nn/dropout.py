@@ -62,14 +62,14 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     if not training or dropped == 0:
         return x
     if x.device.type != "cpu":
-        return F.dropout(x, p, training=True)
+        return F.dropout(x, p, training=True)  # noqa: TID251 (the fused CUDA path)
     if dropped == LEVELS:
         return x * 0.0
     keep = keep_mask(x.shape, dropped)
     return _MaskedScale.apply(x, keep, LEVELS / (LEVELS - dropped))
 
 
-class Dropout(nn.Dropout):
+class Dropout(nn.Dropout):  # noqa: TID251 (extends it)
     """``torch.nn.Dropout`` (same ``p``, same state dict: none) with the cheap CPU masks of
     :func:`dropout`; any shape ``[...]`` → the same shape."""
 

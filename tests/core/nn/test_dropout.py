@@ -84,7 +84,7 @@ def test_a_seed_repeats_the_mask() -> None:
 
 def test_module_is_a_torch_dropout_without_state() -> None:
     module = Dropout(0.25)
-    assert isinstance(module, torch.nn.Dropout) and module.p == 0.25
+    assert isinstance(module, torch.nn.Dropout) and module.p == 0.25  # noqa: TID251
     assert module.state_dict() == {}
     x = torch.randn(8, 16)
     assert module.eval()(x) is x

@@ -46,28 +46,29 @@ METHODS = ("plain", "stats", "no hook", "floor")
 ROUNDS = 3  # the methods alternate this many times; the best median of each is kept
 
 
-def without_hook(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
-    """The module's dense self-attention forward, spelled out without the recorder check."""
+def spelled_out(
+    mha: MultiHeadAttention,
+    x: torch.Tensor,
+    attend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """The module's dense self-attention forward without the recorder check: its projections
+    around ``attend(q, k, v)`` (``[B, H, L, D]`` each)."""
     q, k, v = (
         proj(x).unflatten(-1, (mha.n_heads, mha.d_head)).transpose(1, 2)
         for proj in (mha.q_proj, mha.k_proj, mha.v_proj)
     )
-    out = attention(q, k, v, backend=mha.backend)
-    return mha.out_proj(out.transpose(1, 2).flatten(-2))
+    return mha.out_proj(attend(q, k, v).transpose(1, 2).flatten(-2))
 
 
-def weights_floor(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
-    """The module's forward with its weights materialised by query blocks and nothing recorded."""
-    q, k, v = (
-        proj(x).unflatten(-1, (mha.n_heads, mha.d_head)).transpose(1, 2)
-        for proj in (mha.q_proj, mha.k_proj, mha.v_proj)
-    )
-    k_t = k.transpose(-1, -2) * mha.d_head**-0.5
+def weights_by_blocks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(q kᵀ/√d) v`` with the weights materialised a block of queries at a time (the
+    stats forward's blocks) and nothing recorded."""
+    k_t = k.transpose(-1, -2) * q.shape[-1] ** -0.5
     step = ScoreBlocks(q, k).rows_per_block
-    out = torch.cat(
-        [torch.softmax(q[:, :, i : i + step] @ k_t, -1) @ v for i in range(0, q.shape[2], step)], 2
-    )
-    return mha.out_proj(out.transpose(1, 2).flatten(-2))
+    blocks = [
+        torch.softmax(q[:, :, i : i + step] @ k_t, -1) @ v for i in range(0, q.shape[2], step)
+    ]
+    return torch.cat(blocks, 2)
 
 
 def check_ns() -> float:
@@ -91,9 +92,9 @@ def build(case: str) -> Callable[[], None]:
         elif method == "plain":
             mha(x)
         elif method == "floor":
-            weights_floor(mha, x)
+            spelled_out(mha, x, weights_by_blocks)
         else:
-            without_hook(mha, x)
+            spelled_out(mha, x, lambda q, k, v: attention(q, k, v, backend=mha.backend))
 
     return run
 
